@@ -1,0 +1,234 @@
+"""Layered YAML configuration, validated on load.
+
+Layers, later wins: ``base.yml`` -> ``<env>.yml`` -> ``<use case>.yml`` -> ``--set key=value``.
+``base.yml`` is the schema: every key must exist there, and a value must have the type of the
+default written there (an int is accepted where a float is expected). A mapping that is empty
+(``{}``) in base is open: any keys, merged key by key across layers (a key set to null is
+removed). A ``null`` default accepts any value. The column dictionary
+is validated by :mod:`prospects.dictionary`.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prospects.dictionary import ColumnDictionary
+
+ENVIRONMENTS = ("local", "cluster")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the source and the key."""
+
+
+def default_conf_dir() -> Path:
+    """Where the YAML files are: $PROSPECTS_CONF_DIR, else the repository's conf/, else ./conf,
+    else the working directory itself (where spark-submit's --files puts them in cluster mode)."""
+    env = os.environ.get("PROSPECTS_CONF_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent.parent / "conf", Path.cwd() / "conf", Path.cwd()):
+        if (candidate / "base.yml").is_file():
+            return candidate
+    raise ConfigError(
+        "no conf/ directory found: set PROSPECTS_CONF_DIR or pass --conf-dir "
+        f"(looked beside {here} and in {Path.cwd()})"
+    )
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "int",
+            float: "float"}.get(type(value), type(value).__name__)
+
+
+def _compatible(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float) and isinstance(value, int):
+        return True
+    return isinstance(value, type(default))
+
+
+def _merge(schema: Any, base: dict, overlay: dict, source: str, prefix: str = "") -> dict:
+    """Merge ``overlay`` onto ``base`` after checking it against ``schema`` (base.yml)."""
+    if not isinstance(overlay, dict):
+        raise ConfigError(f"{source}: {prefix or 'top level'} must be a mapping, got {_type_name(overlay)}")
+    out = dict(base)
+    open_mapping = isinstance(schema, dict) and not schema
+    for key, value in overlay.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if not open_mapping and (not isinstance(schema, dict) or key not in schema):
+            raise ConfigError(f"{source}: unknown key '{path}'")
+        default = None if open_mapping else schema[key]
+        if not _compatible(default, value):
+            raise ConfigError(
+                f"{source}: key '{path}' must be a {_type_name(default)}, got "
+                f"{_type_name(value)} ({value!r})"
+            )
+        if isinstance(default, dict) and default and isinstance(value, dict):
+            out[key] = _merge(default, base.get(key) or {}, value, source, path)
+        elif isinstance(default, dict) and isinstance(value, dict):
+            # open mapping: merged key by key; a key set to null is removed
+            merged = {**(base.get(key) or {}), **copy.deepcopy(value)}
+            out[key] = {k: v for k, v in merged.items() if v is not None}
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {_type_name(data)}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` (value read as a YAML scalar or flow collection)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML: {exc}") from exc
+    return key.strip().split("."), value
+
+
+def _nest(parts: list[str], value: Any) -> dict:
+    out: Any = value
+    for part in reversed(parts):
+        out = {part: out}
+    return out
+
+
+@dataclass(frozen=True)
+class Config:
+    """The merged configuration of one run.
+
+    Attributes:
+        data: merged mapping (read it with :meth:`get` or item access).
+        sources: files and overrides merged, in order.
+        env: environment name (local or cluster).
+        use_case: use-case name.
+        conf_dir: directory the files came from.
+    """
+
+    data: dict
+    sources: tuple[str, ...]
+    env: str
+    use_case: str
+    conf_dir: Path
+    columns: ColumnDictionary = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        """Value at ``a.b.c``, or ``default`` when a part is missing."""
+        node: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    # -- derived values used by every job -------------------------------------------------
+    @property
+    def run_date(self) -> str:
+        """Run date, YYYY-MM-DD (conf run.date, else today in UTC)."""
+        return self.get("run.date") or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+
+    @property
+    def run_id(self) -> str:
+        """Run id carried by every output (conf run.id, else the run date)."""
+        return str(self.get("run.id") or self.run_date)
+
+    def path(self, key: str) -> str:
+        """Absolute-or-URI path of ``paths.<key>`` (relative paths are kept relative to cwd)."""
+        return _resolve(self.data["paths"][key])
+
+    def table(self, key: str) -> str:
+        """Location of Delta table ``tables.<key>`` under paths.lakehouse."""
+        rel = self.data["tables"].get(key)
+        if rel is None:
+            raise ConfigError(f"unknown table '{key}' (tables: {sorted(self.data['tables'])})")
+        return join_path(self.path("lakehouse"), rel)
+
+
+def _resolve(path: str) -> str:
+    if "://" in path or path.startswith("/"):
+        return path
+    return str(Path(path).absolute())
+
+
+def join_path(root: str, *parts: str) -> str:
+    """Join path parts for local paths and URIs (s3a://, abfss://, hdfs://) alike."""
+    out = root.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def load_config(
+    use_case: str = "fiveg",
+    env: str = "local",
+    overrides: list[str] | tuple[str, ...] = (),
+    conf_dir: str | Path | None = None,
+    extra: dict | None = None,
+) -> Config:
+    """Load and validate the layered configuration.
+
+    Args:
+        use_case: name of ``conf/<use_case>.yml``.
+        env: ``local`` or ``cluster`` (``conf/<env>.yml``).
+        overrides: ``key=value`` strings, applied last.
+        conf_dir: directory holding the YAML files (default: :func:`default_conf_dir`).
+        extra: a mapping applied after the files and before ``overrides`` (used by tests).
+
+    Raises:
+        ConfigError: naming the file (or ``--set``) and the key at fault.
+    """
+    conf_dir = Path(conf_dir) if conf_dir else default_conf_dir()
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"unknown environment '{env}': expected one of {', '.join(ENVIRONMENTS)}")
+    base_path = conf_dir / "base.yml"
+    if not base_path.is_file():
+        raise ConfigError(f"{base_path}: base configuration not found")
+    schema = _read_yaml(base_path)
+    data = copy.deepcopy(schema)
+    sources = [str(base_path)]
+    for name in (env, use_case):
+        path = conf_dir / f"{name}.yml"
+        if not path.is_file():
+            known = sorted(p.stem for p in conf_dir.glob("*.yml") if p.stem not in ("base", *ENVIRONMENTS))
+            raise ConfigError(f"{path}: not found (use cases in {conf_dir}: {', '.join(known)})")
+        data = _merge(schema, data, _read_yaml(path), str(path))
+        sources.append(str(path))
+    if extra:
+        data = _merge(schema, data, extra, "extra settings")
+        sources.append("extra settings")
+    for text in overrides:
+        parts, value = parse_override(text)
+        data = _merge(schema, data, _nest(parts, value), f"--set {text}")
+        sources.append(f"--set {text}")
+    columns = ColumnDictionary.from_config(data["dataset"], source=" + ".join(sources))
+    return Config(data=data, sources=tuple(sources), env=env, use_case=use_case,
+                  conf_dir=conf_dir, columns=columns)

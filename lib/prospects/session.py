@@ -1,0 +1,58 @@
+"""The one SparkSession factory: Delta's extension and catalog, cached Delta jars, local defaults.
+
+Under spark-submit (``spark-submit.sh``) the master, memory and jars come from the submit command
+and the cluster; the factory then only adds the Delta SQL settings and ``spark.conf`` from conf.
+Run directly with Python (tests, notebooks, ``python -m``), it sets the master, driver memory and
+the cached Delta jars itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from pyspark.sql import SparkSession
+
+from prospects.config import Config, ConfigError
+from prospects.jars import cached_jars
+
+log = logging.getLogger(__name__)
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def launched_by_spark_submit() -> bool:
+    """True when this Python process was started by spark-submit (it then owns master and jars)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
+    """Build (or get) the SparkSession for ``cfg``.
+
+    Args:
+        cfg: loaded configuration (``spark.*`` section).
+        app_name: application name (default ``spark.app_name``).
+
+    Raises:
+        ConfigError: when run locally and the Delta jars were never fetched (``make setup``).
+    """
+    builder = SparkSession.builder.appName(app_name or cfg.get("spark.app_name"))
+    if not launched_by_spark_submit():
+        jars = cached_jars(cfg.get("spark.jars_dir"), cfg.get("spark.delta_package"))
+        if not jars:
+            raise ConfigError(
+                f"Delta jars for {cfg.get('spark.delta_package')} are not cached in "
+                f"{cfg.get('spark.jars_dir')}: run `make setup` (or `python -m prospects.jars fetch`)")
+        builder = (builder.master(cfg.get("spark.master"))
+                   .config("spark.jars", ",".join(jars))
+                   .config("spark.driver.memory", cfg.get("spark.driver_memory")))
+    for key, value in {**DELTA_CONF, **(cfg.get("spark.conf") or {})}.items():
+        builder = builder.config(key, str(value))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    log.info("spark %s, master %s, app %s", spark.version, spark.sparkContext.master,
+             spark.sparkContext.appName)
+    return spark
