@@ -1,0 +1,70 @@
+"""Shared fixtures: one Spark session for the whole run, configs pointing at tmp_path."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from prospects.config import load_config  # noqa: E402
+
+TEST_SPARK = {
+    "master": "local[2]",
+    "driver_memory": "4g",
+    "conf": {
+        "spark.sql.shuffle.partitions": 4,
+        "spark.default.parallelism": 4,
+        "spark.ui.enabled": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.databricks.delta.snapshotPartitions": 1,
+        "spark.sql.adaptive.enabled": "true",
+    },
+}
+
+
+def deep_merge(a: dict, b: dict) -> dict:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def tmp_settings(root: Path) -> dict:
+    return {
+        "spark": TEST_SPARK,
+        "paths": {"raw": str(root / "raw"), "lakehouse": str(root / "lakehouse"),
+                  "models": str(root / "lakehouse" / "models"),
+                  "reports": str(root / "lakehouse" / "reports")},
+    }
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from prospects.session import build_session
+
+    cfg = load_config(extra={"spark": TEST_SPARK})
+    session = build_session(cfg, app_name="prospects-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """``make_cfg(use_case="fiveg", overrides=[...], extra={...}, root=None)`` -> Config in tmp."""
+
+    def _make(use_case: str = "fiveg", overrides=(), extra: dict | None = None, root: Path | None = None):
+        settings = tmp_settings(root or tmp_path)
+        if extra:
+            settings = deep_merge(settings, extra)
+        return load_config(use_case=use_case, overrides=list(overrides), extra=settings)
+
+    return _make
