@@ -3,8 +3,9 @@
 Layers, later wins: ``base.yml`` -> ``<env>.yml`` -> ``<use case>.yml`` -> ``--set key=value``.
 ``base.yml`` is the schema: every key must exist there, and a value must have the type of the
 default written there (an int is accepted where a float is expected). A mapping that is empty
-(``{}``) in base is open: any keys, merged key by key across layers (a key set to null is
-removed). A ``null`` default accepts any value. The column dictionary
+(``{}``) in base is open: any keys; a layer that sets it replaces it as a whole, while
+``--set a.b.key=value`` changes one key of it (``=null`` removes the key). A ``null`` default
+accepts any value. The column dictionary
 is validated by :mod:`prospects.dictionary`.
 """
 
@@ -78,9 +79,8 @@ def _merge(schema: Any, base: dict, overlay: dict, source: str, prefix: str = ""
         if isinstance(default, dict) and default and isinstance(value, dict):
             out[key] = _merge(default, base.get(key) or {}, value, source, path)
         elif isinstance(default, dict) and isinstance(value, dict):
-            # open mapping: merged key by key; a key set to null is removed
-            merged = {**(base.get(key) or {}), **copy.deepcopy(value)}
-            out[key] = {k: v for k, v in merged.items() if v is not None}
+            # open mapping: replaced as a whole (keys set to null dropped)
+            out[key] = {k: copy.deepcopy(v) for k, v in value.items() if v is not None}
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -110,6 +110,27 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {text!r}: value is not valid YAML: {exc}") from exc
     return key.strip().split("."), value
+
+
+def _open_patch(schema: dict, data: dict, parts: list[str], value: Any) -> tuple[list[str], Any]:
+    """For ``--set`` into an open mapping (a.b.key=v), the whole mapping with that key changed."""
+    node_schema: Any = schema
+    node_data: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node_schema, dict) or part not in node_schema:
+            break
+        node_schema, node_data = node_schema[part], (node_data or {}).get(part)
+        if isinstance(node_schema, dict) and not node_schema:
+            patched = copy.deepcopy(node_data or {})
+            target = patched
+            for sub in parts[i + 1:-1]:
+                target = target.setdefault(sub, {})
+            if value is None:
+                target.pop(parts[-1], None)
+            else:
+                target[parts[-1]] = value
+            return parts[: i + 1], patched
+    return parts, value
 
 
 def _nest(parts: list[str], value: Any) -> dict:
@@ -226,7 +247,7 @@ def load_config(
         data = _merge(schema, data, extra, "extra settings")
         sources.append("extra settings")
     for text in overrides:
-        parts, value = parse_override(text)
+        parts, value = _open_patch(schema, data, *parse_override(text))
         data = _merge(schema, data, _nest(parts, value), f"--set {text}")
         sources.append(f"--set {text}")
     columns = ColumnDictionary.from_config(data["dataset"], source=" + ".join(sources))

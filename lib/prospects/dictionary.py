@@ -102,7 +102,8 @@ class ColumnDictionary:
         if specs:
             ids = [s for s in specs if s.role == "id"]
             if len(ids) != 1:
-                raise DictionaryError(f"{source}: the dictionary needs exactly one column with role id, found {len(ids)}")
+                raise DictionaryError(
+                    f"{source}: the dictionary needs exactly one column with role id, found {len(ids)}")
             if ids[0].code != dataset.get("id_column"):
                 raise DictionaryError(
                     f"{source}: dataset.id_column is '{dataset.get('id_column')}' but the id column "

@@ -348,6 +348,15 @@ def _promote_single_part(spark: SparkSession, folder: str, target: str) -> None:
     if not fs.rename(parts[0], target_p):
         raise RuntimeError(f"could not move {parts[0]} to {target}")
     fs.delete(folder_p, True)
+    # Hadoop's local checksum file would make any later edit of the raw file unreadable.
+    crc = spark._jvm.org.apache.hadoop.fs.Path(target_p.getParent(), f".{target_p.getName()}.crc")
+    if fs.exists(crc):
+        fs.delete(crc, False)
+
+
+def raw_name(name: str, fmt: str) -> str:
+    """File name in format ``fmt``: as configured for CSV, without its extension for Parquet."""
+    return name if fmt == "csv" else name.rsplit(".", 1)[0]
 
 
 def plan(cfg: Config) -> list[Part]:
@@ -372,9 +381,9 @@ def generate(cfg: Config, spark: SparkSession, out_dir: str | None = None) -> di
     columns: ColumnDictionary = cfg.columns
     out_dir = out_dir or cfg.path("raw")
     seed = int(cfg.get("generator.seed"))
-    fmt = cfg.get("generator.format")
+    fmt = cfg.get("dataset.format")
     if fmt not in ("csv", "parquet"):
-        raise ValueError(f"generator.format must be csv or parquet, got {fmt!r}")
+        raise ValueError(f"dataset.format must be csv or parquet, got {fmt!r}")
     rate = float(cfg.get("generator.malformed_rate"))
     if not 0.0 <= rate < 0.5:
         raise ValueError(f"generator.malformed_rate must be in [0, 0.5), got {rate}")
@@ -395,12 +404,12 @@ def generate(cfg: Config, spark: SparkSession, out_dir: str | None = None) -> di
         partitions = max(1, math.ceil(part.users / per_part))
         df = users(spark, part.first_id, part.users, seed, partitions, float(shifts.get(part.region, 0.0)))
         df = with_labels(df, seed, intercept)
-        path = join_path(out_dir, part.name if fmt == "csv" else part.name.rsplit(".", 1)[0])
+        path = join_path(out_dir, raw_name(part.name, fmt))
         if fmt == "parquet":
             df.select(*codes).write.mode("overwrite").parquet(path)
             if part.labelled:
                 df.select(id_col, F.col("label").alias(label_col)).write.mode("overwrite").parquet(
-                    join_path(out_dir, cfg.get("dataset.label_file").rsplit(".", 1)[0]))
+                    join_path(out_dir, raw_name(cfg.get("dataset.label_file"), fmt)))
         else:
             single = partitions == 1
             rnd = Uniforms(seed + 7, id_col)

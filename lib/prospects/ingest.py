@@ -1,0 +1,517 @@
+"""Raw files -> bronze Delta tables, with a quarantine for every rejected row and a run log.
+
+Inputs (``dataset.*`` in conf): the training file, the label file (or a label column inside the
+training file), and one file per sales region. CSV lines are read as text and parsed against the
+column dictionary (never schema inference), so that a rejected row keeps its raw line. Parquet
+inputs are checked against the dictionary by column name and cast the same way.
+
+Outputs, each tagged with ``run_id`` and replaced as a whole when the same run is ingested again:
+
+- ``bronze_users``: users joined with their labels (partitioned by run_id).
+- ``bronze_regions``: every region's unlabelled users (partitioned by run_id, region).
+- ``quarantine``: rejected lines with source file, raw line (personal data masked), reason, detail.
+- ``run_log``: one row per (job, run_id): rows read, accepted, quarantined, per file, reconciled.
+
+Personal data (dictionary role ``pii``, e.g. ``product_no``) never reaches a table in clear: it is
+dropped, or kept as a salted SHA-256 when ``ingest.pii_mode`` is ``hash``; in quarantined raw
+lines its field and anything matching ``ingest.pii_pattern`` is masked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from prospects import tables
+from prospects.cli import JobError
+from prospects.config import Config, join_path
+from prospects.dictionary import ColumnDictionary, ColumnSpec
+from prospects.generator import raw_name
+
+log = logging.getLogger(__name__)
+
+MASK = "***"
+# Reasons a row is quarantined (column ``reason``); ``detail`` says more.
+WRONG_FIELD_COUNT = "wrong_field_count"
+MISSING_ID = "missing_id"
+BAD_ID = "bad_id"
+NON_NUMERIC = "non_numeric"
+BAD_LABEL = "bad_label"
+DUPLICATE_ROW = "duplicate_row"
+CONFLICTING_ID = "conflicting_duplicate_id"
+USER_WITHOUT_LABEL = "user_without_label"
+LABEL_WITHOUT_USER = "label_without_user"
+
+QUARANTINE_COLUMNS = ["run_id", "source_file", "source_kind", "region", "id", "reason", "detail",
+                      "raw_line", "quarantined_at"]
+
+
+class IngestError(JobError):
+    """The inputs cannot be ingested at all (missing file, empty file, wrong header)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One logical input: a file (or a folder of part files) and what it holds."""
+
+    kind: str                 # train | labels | region
+    path: str
+    region: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+def _fs(spark: SparkSession, path: str):
+    p = spark._jvm.org.apache.hadoop.fs.Path(path)
+    return p.getFileSystem(spark._jsc.hadoopConfiguration()), p
+
+
+def list_files(spark: SparkSession, path: str) -> list[str]:
+    """Data files at ``path``: the file itself, or the part files of a folder (no _/. files).
+
+    Raises:
+        IngestError: when nothing exists at ``path`` or a folder holds no data file.
+    """
+    fs, p = _fs(spark, path)
+    if not fs.exists(p):
+        raise IngestError(f"input file not found: {path}")
+    status = fs.getFileStatus(p)
+    if not status.isDirectory():
+        return [str(status.getPath().toString())]
+    files = [s.getPath().toString() for s in fs.listStatus(p)
+             if s.isFile() and not s.getPath().getName().startswith(("_", "."))]
+    if not files:
+        raise IngestError(f"input folder holds no data file: {path}")
+    return sorted(files)
+
+
+def first_line(spark: SparkSession, path: str) -> str | None:
+    """First line of a (possibly compressed) file, read through Hadoop's FileSystem; None if empty."""
+    jvm = spark._jvm
+    fs, p = _fs(spark, path)
+    stream = fs.open(p)
+    try:
+        codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+            spark._jsc.hadoopConfiguration()).getCodec(p)
+        raw = codec.createInputStream(stream) if codec is not None else stream
+        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(raw, "UTF-8"))
+        line = reader.readLine()
+        return None if line is None else line.lstrip("\ufeff").rstrip("\r")
+    finally:
+        stream.close()
+
+
+def region_sources(spark: SparkSession, cfg: Config, raw_dir: str, fmt: str) -> list[Source]:
+    """Region inputs: ``dataset.region_files`` plus files matching ``dataset.region_pattern``."""
+    found = {r: join_path(raw_dir, raw_name(f, fmt)) for r, f in (cfg.get("dataset.region_files") or {}).items()}
+    pattern = cfg.get("dataset.region_pattern")
+    if pattern:
+        escaped = re.escape(raw_name(pattern, fmt)).replace(re.escape("{region}"), "(?P<region>.+)")
+        regex = re.compile(f"^{escaped}$")
+        fs, p = _fs(spark, raw_dir)
+        if fs.exists(p):
+            for status in fs.listStatus(p):
+                m = regex.match(status.getPath().getName())
+                if m and m.group("region") not in found:
+                    found[m.group("region")] = status.getPath().toString()
+    return [Source("region", path, region) for region, path in sorted(found.items())]
+
+
+def sources(spark: SparkSession, cfg: Config) -> list[Source]:
+    """Every input of the use case, in order: train, labels (if a separate file), regions."""
+    raw_dir, fmt = cfg.path("raw"), cfg.get("dataset.format")
+    out = [Source("train", join_path(raw_dir, raw_name(cfg.get("dataset.train_file"), fmt)))]
+    if cfg.get("dataset.label_file"):
+        out.append(Source("labels", join_path(raw_dir, raw_name(cfg.get("dataset.label_file"), fmt))))
+    return out + region_sources(spark, cfg, raw_dir, fmt)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing and row checks
+# ---------------------------------------------------------------------------------------------
+def expected_columns(cfg: Config, kind: str) -> list[str]:
+    """Raw columns a file of ``kind`` must have, in order."""
+    d: ColumnDictionary = cfg.columns
+    if kind == "labels":
+        return [cfg.get("dataset.id_column"), cfg.get("dataset.label_column")]
+    codes = d.codes
+    if kind == "region":
+        codes = [c for c in codes if d[c].role != "label"]
+    return codes
+
+
+def check_headers(spark: SparkSession, cfg: Config, source: Source, files: list[str]) -> None:
+    """Every file of ``source`` starts with the dictionary's header.
+
+    Raises:
+        IngestError: naming the file and the missing / unexpected / misplaced columns.
+    """
+    expected = expected_columns(cfg, source.kind)
+    delim = cfg.get("dataset.delimiter")
+    for f in files:
+        line = first_line(spark, f)
+        if line is None or not line.strip():
+            raise IngestError(f"input file is empty: {f}")
+        got = [c.strip().strip('"') for c in line.split(delim)]
+        if got != expected:
+            missing = [c for c in expected if c not in got]
+            extra = [c for c in got if c not in expected]
+            what = (f"missing {missing}" if missing else "") + (f" unexpected {extra}" if extra else "")
+            raise IngestError(
+                f"header of {f} does not match the column dictionary of use case "
+                f"'{cfg.get('dataset.name')}': {what.strip() or 'columns in a different order'}")
+
+
+def _split_re(delim: str) -> tuple[str, str]:
+    d = re.escape(delim)
+    return d, d + '(?=(?:[^"]*"[^"]*")*[^"]*$)'
+
+
+def read_csv_lines(spark: SparkSession, cfg: Config, source: Source, files: list[str]) -> DataFrame:
+    """Data lines of ``files``: ``source_file``, ``line``, ``fields`` (array of raw strings)."""
+    header = cfg.get("dataset.delimiter").join(expected_columns(cfg, source.kind))
+    plain, quoted = _split_re(cfg.get("dataset.delimiter"))
+    line = F.regexp_replace(F.col("value"), "\r$", "")
+    df = (spark.read.text(files)
+          .select(F.col("_metadata.file_path").alias("source_file"), line.alias("line")))
+    df = df.where(F.regexp_replace(F.col("line"), '"', "") != header)
+    fields = F.when(F.instr(F.col("line"), '"') > 0, F.split(F.col("line"), quoted, -1)) \
+              .otherwise(F.split(F.col("line"), plain, -1))
+    return df.withColumn("fields", fields)
+
+
+def read_parquet_rows(spark: SparkSession, cfg: Config, source: Source, files: list[str]) -> DataFrame:
+    """Parquet rows as the same shape as CSV lines (``fields`` as strings, ``line`` as JSON)."""
+    expected = expected_columns(cfg, source.kind)
+    df = spark.read.parquet(*files)
+    missing = [c for c in expected if c not in df.columns]
+    if missing:
+        raise IngestError(f"{source.path} lacks columns of the dictionary: {missing}")
+    df = df.select(F.col("_metadata.file_path").alias("source_file"), *expected)
+    pii = {s.code for s in cfg.columns.pii}
+    shown = [F.lit(MASK).alias(c) if c in pii else F.col(c) for c in expected]
+    return df.select("source_file",
+                     F.to_json(F.struct(*expected)).alias("line"),
+                     F.to_json(F.struct(*shown)).alias("raw_line"),
+                     F.array(*[F.col(c).cast("string") for c in expected]).alias("fields"))
+
+
+def _clean(raw: Column) -> Column:
+    """Trim, drop surrounding quotes, empty -> null."""
+    v = F.regexp_replace(F.trim(raw), r'^"(.*)"$', "$1")
+    return F.when(v == "", F.lit(None)).otherwise(v)
+
+
+def typed_value(raw: Column, spec_type: str) -> Column:
+    """Parsed value of a cleaned raw string (null when it does not parse)."""
+    if spec_type == "string":
+        return raw
+    num = raw.try_cast("double")
+    if spec_type == "float":
+        return num
+    return F.when(num == F.floor(num), num.cast("long"))
+
+
+def label_value(raw: Column, mapping: dict) -> Column:
+    """0/1 from the raw label text (``dataset.label_values``; default 0/1 as written)."""
+    mapping = mapping or {"0": 0, "1": 1}
+    expr = None
+    for text, value in mapping.items():
+        cond = raw == F.lit(str(text))
+        expr = F.when(cond, F.lit(int(value))) if expr is None else expr.when(cond, F.lit(int(value)))
+    return expr.cast("int")
+
+
+def parse_rows(df: DataFrame, cfg: Config, kind: str) -> DataFrame:
+    """Typed columns and the first row-level reject reason (null when the row is fine).
+
+    Input columns: source_file, line, raw_line (masked copy), fields. Output: source_file, line,
+    raw_line, ``id`` (raw text), the dictionary's columns typed (label as int 0/1), ``reason``,
+    ``detail``.
+    """
+    d: ColumnDictionary = cfg.columns
+    id_col, label_col = cfg.get("dataset.id_column"), cfg.get("dataset.label_column")
+    names = expected_columns(cfg, kind)
+    n = len(names)
+    raw = {c: _clean(F.get(F.col("fields"), i)) for i, c in enumerate(names)}
+    specs = {c: (d[c] if c in d else ColumnSpec(c, c, "label", "string", role="label")) for c in names}
+    typed = {}
+    for c in names:
+        if c == label_col and specs[c].role == "label":
+            typed[c] = label_value(raw[c], cfg.get("dataset.label_values"))
+        else:
+            typed[c] = typed_value(raw[c], specs[c].type)
+    numeric = [c for c in names if specs[c].type != "string" and specs[c].role not in ("label", "id")]
+    bad_numeric = F.coalesce(*[F.when(raw[c].isNotNull() & typed[c].isNull(),
+                                      F.concat(F.lit(f"{c}: "), raw[c])) for c in numeric]) \
+        if numeric else F.lit(None).cast("string")
+    reason = (F.when(F.size("fields") != n, F.lit(WRONG_FIELD_COUNT))
+              .when(raw[id_col].isNull(), F.lit(MISSING_ID))
+              .when(typed[id_col].isNull(), F.lit(BAD_ID))
+              .when(bad_numeric.isNotNull(), F.lit(NON_NUMERIC)))
+    detail = (F.when(F.size("fields") != n, F.format_string(f"expected {n} fields, found %d", F.size("fields")))
+              .when(raw[id_col].isNull(), F.lit(f"{id_col} is empty"))
+              .when(typed[id_col].isNull(), F.concat(F.lit(f"{id_col} is not a valid {specs[id_col].type}: "),
+                                                     raw[id_col]))
+              .when(bad_numeric.isNotNull(), F.concat(F.lit("not a number in "), bad_numeric)))
+    if label_col in names:
+        allowed = sorted((cfg.get("dataset.label_values") or {"0": 0, "1": 1}).keys())
+        reason = reason.when(typed[label_col].isNull(), F.lit(BAD_LABEL))
+        detail = detail.when(typed[label_col].isNull(), F.concat(
+            F.lit(f"{label_col} must be one of {allowed}, found "), F.coalesce(raw[label_col], F.lit("empty"))))
+    cols = [typed[c].cast(specs[c].spark_type if c != label_col else T.IntegerType()).alias(c) for c in names]
+    return df.select("source_file", "line", "raw_line", raw[id_col].alias("id"), *cols,
+                     reason.alias("reason"), detail.alias("detail"))
+
+
+def mark_duplicates(df: DataFrame, id_col: str, partition: list[str] | None = None) -> DataFrame:
+    """Duplicate ids among rows without a reason: exact copies keep one, conflicting rows keep none.
+
+    One window (one shuffle and sort) per id: the row count and the smallest and largest line.
+    """
+    keys = (partition or []) + [id_col]
+    by_id = Window.partitionBy(*keys).orderBy("line", "source_file")
+    whole = by_id.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    ok = F.col("reason").isNull()
+    cnt = F.count(F.lit(1)).over(whole)
+    same = F.min("line").over(whole) == F.max("line").over(whole)
+    rn = F.row_number().over(by_id)
+    ok_rows = df.where(ok)
+    flagged = ok_rows.select("*", cnt.alias("_n"), same.alias("_same"), rn.alias("_rn"))
+    reason = (F.when((F.col("_n") > 1) & ~F.col("_same"), F.lit(CONFLICTING_ID))
+              .when((F.col("_n") > 1) & (F.col("_rn") > 1), F.lit(DUPLICATE_ROW)))
+    detail = (F.when((F.col("_n") > 1) & ~F.col("_same"),
+                     F.format_string(f"{id_col} appears in %d rows that differ", F.col("_n")))
+              .when((F.col("_n") > 1) & (F.col("_rn") > 1), F.lit("exact copy of an earlier row (one kept)")))
+    flagged = flagged.withColumn("reason", reason).withColumn("detail", detail).drop("_n", "_same", "_rn")
+    return flagged.unionByName(df.where(~ok))
+
+
+# ---------------------------------------------------------------------------------------------
+# Personal data
+# ---------------------------------------------------------------------------------------------
+def mask_line(cfg: Config, kind: str) -> Column:
+    """The raw line with personal-data fields and anything like a phone number masked."""
+    names = expected_columns(cfg, kind)
+    pii_idx = [i for i, c in enumerate(names) if c in cfg.columns and cfg.columns[c].role == "pii"]
+    line = F.col("line")
+    if pii_idx:
+        idx = F.array(*[F.lit(i) for i in pii_idx])
+        masked = F.transform("fields", lambda x, i: F.when(F.array_contains(idx, i), F.lit(MASK)).otherwise(x))
+        line = F.when(F.size("fields") >= max(pii_idx) + 1, F.array_join(masked, cfg.get("dataset.delimiter"))) \
+                .otherwise(line)
+    pattern = cfg.get("ingest.pii_pattern")
+    return F.regexp_replace(line, pattern, MASK) if pattern else line
+
+
+def pii_columns(cfg: Config, df: DataFrame) -> list[Column]:
+    """Kept personal-data columns: none (drop) or ``<code>_hash`` (salted SHA-256)."""
+    mode = cfg.get("ingest.pii_mode")
+    if mode == "drop":
+        return []
+    if mode != "hash":
+        raise JobError(f"ingest.pii_mode must be drop or hash, got {mode!r}")
+    salt = os.environ.get(cfg.get("ingest.pii_salt_env") or "")
+    if not salt:
+        raise JobError(f"ingest.pii_mode is hash but the salt variable ${cfg.get('ingest.pii_salt_env')} is not set")
+    return [F.sha2(F.concat(F.lit(salt), F.col(s.code)), 256).alias(f"{s.code}_hash")
+            for s in cfg.columns.pii if s.code in df.columns]
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+# ---------------------------------------------------------------------------------------------
+def _quarantine_rows(df: DataFrame, source_kind: Column, region: Column, cfg: Config) -> DataFrame:
+    return df.select(F.lit(cfg.run_id).alias("run_id"), "source_file", source_kind.alias("source_kind"),
+                     region.cast("string").alias("region"), F.col("id").cast("string").alias("id"),
+                     "reason", "detail", F.col("raw_line"),
+                     F.current_timestamp().alias("quarantined_at"))
+
+
+def run(cfg: Config, spark: SparkSession) -> dict:
+    """Ingest every input of the use case into bronze Delta tables (see module doc).
+
+    Raises:
+        IngestError: a missing or empty input, or a header that does not match the dictionary;
+            nothing is written then.
+    """
+    started = dt.datetime.now(dt.timezone.utc)
+    d: ColumnDictionary = cfg.columns
+    id_col, label_col = cfg.get("dataset.id_column"), cfg.get("dataset.label_column")
+    srcs = sources(spark, cfg)
+    label_separate = any(s.kind == "labels" for s in srcs)
+
+    # 1. Parse every input (checks headers and emptiness before anything is written).
+    parsed: dict[str, DataFrame] = {}
+    for s in srcs:
+        files = list_files(spark, s.path)
+        if cfg.get("dataset.format") == "csv":
+            check_headers(spark, cfg, s, files)
+            lines = read_csv_lines(spark, cfg, s, files).withColumn("raw_line", mask_line(cfg, s.kind))
+        else:
+            lines = read_parquet_rows(spark, cfg, s, files)
+        rows = parse_rows(lines, cfg, s.kind)
+        key = s.kind if s.kind != "region" else f"region:{s.region}"
+        rows = rows.withColumn("source_kind", F.lit(s.kind)).withColumn("region", F.lit(s.region).cast("string"))
+        parsed[key] = rows
+
+    regions = [s.region for s in srcs if s.kind == "region"]
+    train = mark_duplicates(parsed["train"], id_col)
+    region_rows = None
+    for r in regions:
+        part = parsed[f"region:{r}"]
+        region_rows = part if region_rows is None else region_rows.unionByName(part)
+    if region_rows is not None:
+        region_rows = mark_duplicates(region_rows, id_col, ["region"])
+
+    persisted: list[DataFrame] = []
+
+    def keep(df: DataFrame) -> DataFrame:
+        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        persisted.append(df)
+        return df
+
+    train = keep(train)
+    feature_cols = [s.code for s in d if s.role not in ("pii", "ignore", "label") and s.code != id_col]
+    pii = pii_columns(cfg, train)
+    if label_separate:
+        labels = keep(mark_duplicates(parsed["labels"], id_col))
+        ok_users = train.where(F.col("reason").isNull()).alias("u")
+        ok_labels = labels.where(F.col("reason").isNull()).select(
+            F.col(id_col).alias("_lid"), F.col(label_col).alias("_label"), F.col("raw_line").alias("_lline"),
+            F.col("source_file").alias("_lsource"))
+        joined = keep(ok_users.join(ok_labels, ok_users[id_col] == ok_labels["_lid"], "full_outer"))
+        accepted = joined.where(F.col(id_col).isNotNull() & F.col("_lid").isNotNull()) \
+                         .withColumn(label_col, F.col("_label"))
+        orphan_users = joined.where(F.col("_lid").isNull()).select(
+            "source_file", "id", F.lit(USER_WITHOUT_LABEL).alias("reason"),
+            F.lit(f"no valid row in {cfg.get('dataset.label_file')} for this {id_col}").alias("detail"),
+            "raw_line", F.lit("train").alias("source_kind"), F.lit(None).cast("string").alias("region"))
+        orphan_labels = joined.where(F.col(id_col).isNull()).select(
+            F.col("_lsource").alias("source_file"), F.col("_lid").cast("string").alias("id"),
+            F.lit(LABEL_WITHOUT_USER).alias("reason"),
+            F.lit(f"no valid row in {cfg.get('dataset.train_file')} for this {id_col}").alias("detail"),
+            F.col("_lline").alias("raw_line"), F.lit("labels").alias("source_kind"),
+            F.lit(None).cast("string").alias("region"))
+        rejected_parts = [train.where(F.col("reason").isNotNull()), labels.where(F.col("reason").isNotNull()),
+                          orphan_users, orphan_labels]
+    else:
+        accepted = train.where(F.col("reason").isNull())
+        rejected_parts = [train.where(F.col("reason").isNotNull())]
+        labels = None
+    if region_rows is not None:
+        region_rows = keep(region_rows)
+        rejected_parts.append(region_rows.where(F.col("reason").isNotNull()))
+
+    cols = ["source_file", "id", "reason", "detail", "raw_line", "source_kind", "region"]
+    quarantine = rejected_parts[0].select(*cols)
+    for extra in rejected_parts[1:]:
+        quarantine = quarantine.unionByName(extra.select(*cols))
+    quarantine = _quarantine_rows(quarantine, F.col("source_kind"), F.col("region"), cfg)
+
+    # 2. Reconcile before writing: lines read per file vs accepted + quarantined per file.
+    read_counts: dict[str, int] = {}
+    per_source: dict[tuple, int] = {}
+    for df in [train] + [x for x in (labels, region_rows) if x is not None]:
+        for r in df.groupBy("source_kind", "region", "source_file").agg(F.count(F.lit(1)).alias("n")).collect():
+            read_counts[r["source_file"]] = r["n"]
+            key = (r["source_kind"], r["region"])
+            per_source[key] = per_source.get(key, 0) + r["n"]
+    for s in srcs:
+        if per_source.get((s.kind, s.region), 0) == 0:
+            raise IngestError(f"input file has a header but no data rows: {s.path}")
+    quarantine = keep(quarantine)
+    q_counts = _count_by_file(quarantine)
+    users_accepted = accepted.count()
+    regions_accepted = region_rows.where(F.col("reason").isNull()).count() if region_rows is not None else 0
+    accepted_by_file: dict[str, int] = {}
+    for f, n in read_counts.items():
+        accepted_by_file[f] = n - q_counts.get(f, 0)
+
+    # 3. Write: bronze users, bronze regions, quarantine (each replaces this run's slice).
+    now = F.current_timestamp()
+    bronze_users = accepted.select(
+        *[F.col(id_col)], *pii, *[F.col(c) for c in feature_cols if c in accepted.columns],
+        F.col(label_col).cast("int").alias(label_col), F.lit(cfg.run_id).alias("run_id"),
+        now.alias("ingested_at"))
+    m_users = tables.replace_partition(bronze_users, cfg.table("bronze_users"), {"run_id": cfg.run_id},
+                                       ["run_id"])
+    m_regions: dict = {}
+    if region_rows is not None:
+        region_pii = pii_columns(cfg, region_rows)
+        bronze_regions = region_rows.where(F.col("reason").isNull()).select(
+            F.col(id_col), *region_pii, *[F.col(c) for c in feature_cols], F.col("region"),
+            F.lit(cfg.run_id).alias("run_id"), now.alias("ingested_at"))
+        m_regions = tables.replace_partition(bronze_regions, cfg.table("bronze_regions"),
+                                             {"run_id": cfg.run_id}, ["run_id", "region"])
+    m_quarantine = tables.replace_partition(quarantine, cfg.table("quarantine"), {"run_id": cfg.run_id},
+                                            ["run_id"])
+    for df in persisted:
+        df.unpersist()
+
+    # Delta's own commit metrics must agree with what was counted before the writes.
+    written_users = int(m_users.get("numOutputRows", users_accepted))
+    written_regions = int(m_regions.get("numOutputRows", regions_accepted)) if m_regions else 0
+    written_q = int(m_quarantine.get("numOutputRows", sum(q_counts.values())))
+    rows_read = sum(read_counts.values())
+    lines_accepted = rows_read - sum(q_counts.values())
+    expected_accepted = users_accepted * (2 if label_separate else 1) + regions_accepted
+    reconciled = (written_users == users_accepted and written_regions == regions_accepted
+                  and written_q == sum(q_counts.values()) and lines_accepted == expected_accepted)
+    per_file = {f: {"read": read_counts[f], "accepted": accepted_by_file[f], "quarantined": q_counts.get(f, 0)}
+                for f in sorted(read_counts)}
+    reasons = {r["reason"]: r["count"] for r in quarantine_reason_counts(spark, cfg)}
+    summary = {
+        "run_id": cfg.run_id, "rows_read": rows_read, "rows_accepted": lines_accepted,
+        "rows_quarantined": sum(q_counts.values()), "users": users_accepted, "region_users": regions_accepted,
+        "regions": regions, "reconciled": reconciled, "quarantine_reasons": reasons, "files": per_file,
+        "tables": {"bronze_users": cfg.table("bronze_users"), "bronze_regions": cfg.table("bronze_regions"),
+                   "quarantine": cfg.table("quarantine")},
+    }
+    log.info("ingest %s: read %d lines = %d accepted + %d quarantined (%s)", cfg.run_id, rows_read,
+             lines_accepted, summary["rows_quarantined"], "reconciled" if reconciled else "NOT RECONCILED")
+    write_run_log(spark, cfg, "ingest", started, summary)
+    if not reconciled:
+        raise JobError(f"ingest {cfg.run_id} did not reconcile: {json.dumps(per_file)}")
+    return summary
+
+
+def _count_by_file(df: DataFrame) -> dict[str, int]:
+    return {r["source_file"]: r["n"] for r in df.groupBy("source_file").agg(F.count(F.lit(1)).alias("n")).collect()}
+
+
+def quarantine_reason_counts(spark: SparkSession, cfg: Config) -> list:
+    """Quarantined rows of this run by reason (from the table just written)."""
+    q = tables.read(spark, cfg.table("quarantine")).where(F.col("run_id") == cfg.run_id)
+    return q.groupBy("reason").agg(F.count(F.lit(1)).alias("count")).orderBy("reason").collect()
+
+
+RUN_LOG_SCHEMA = T.StructType([
+    T.StructField("job", T.StringType()), T.StructField("run_id", T.StringType()),
+    T.StructField("use_case", T.StringType()), T.StructField("started_at", T.TimestampType()),
+    T.StructField("finished_at", T.TimestampType()), T.StructField("status", T.StringType()),
+    T.StructField("rows_read", T.LongType()), T.StructField("rows_accepted", T.LongType()),
+    T.StructField("rows_quarantined", T.LongType()), T.StructField("reconciled", T.BooleanType()),
+    T.StructField("details", T.StringType()),
+])
+
+
+def write_run_log(spark: SparkSession, cfg: Config, job: str, started: dt.datetime, summary: dict) -> None:
+    """One row per (job, run_id) in the run log; a re-run replaces its row."""
+    row = (job, cfg.run_id, cfg.use_case, started.replace(tzinfo=None),
+           dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+           "ok" if summary.get("reconciled", True) else "not_reconciled",
+           summary.get("rows_read"), summary.get("rows_accepted"), summary.get("rows_quarantined"),
+           summary.get("reconciled"), json.dumps(summary, default=str, sort_keys=True))
+    df = spark.createDataFrame([row], RUN_LOG_SCHEMA)
+    tables.upsert(df, cfg.table("run_log"), ["job", "run_id"])

@@ -1,0 +1,116 @@
+"""Configuration layering, validation and the column dictionary."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from prospects.cli import main_for
+from prospects.config import ConfigError, load_config
+from prospects.dictionary import DictionaryError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+@pytest.fixture
+def conf_dir(tmp_path):
+    out = tmp_path / "conf"
+    shutil.copytree(CONF, out)
+    return out
+
+
+def test_layers_apply_in_order(conf_dir):
+    (conf_dir / "local.yml").write_text("generator:\n  seed: 1\n  n_train: 10\n")
+    (conf_dir / "uc.yml").write_text((CONF / "fiveg.yml").read_text() + "\ngenerator:\n  seed: 2\n")
+    cfg = load_config("uc", "local", ["generator.seed=3"], conf_dir=conf_dir)
+    assert cfg.get("generator.seed") == 3            # --set beats the use case
+    assert cfg.get("generator.n_train") == 10        # env beats base
+    assert cfg.get("generator.switch_rate") == 0.2   # base default kept
+    assert cfg.sources[-1] == "--set generator.seed=3"
+    assert load_config("uc", "local", conf_dir=conf_dir).get("generator.seed") == 2
+
+
+def test_unknown_key_names_file_and_key(conf_dir):
+    (conf_dir / "local.yml").write_text("generator:\n  n_trian: 10\n")
+    with pytest.raises(ConfigError, match=r"local\.yml: unknown key 'generator\.n_trian'"):
+        load_config("fiveg", "local", conf_dir=conf_dir)
+
+
+def test_wrong_type_names_file_and_key(conf_dir):
+    (conf_dir / "local.yml").write_text("generator:\n  n_train: many\n")
+    with pytest.raises(ConfigError, match=r"local\.yml: key 'generator\.n_train' must be a int, got string"):
+        load_config("fiveg", "local", conf_dir=conf_dir)
+
+
+def test_override_errors_name_the_override():
+    with pytest.raises(ConfigError, match=r"--set spark\.nope=1: unknown key 'spark\.nope'"):
+        load_config(overrides=["spark.nope=1"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(overrides=["generator.seed"])
+
+
+def test_int_accepted_for_float_and_open_mappings():
+    cfg = load_config(overrides=["generator.switch_rate=1", "generator.regions.C=5", "generator.regions.A=null"])
+    assert cfg.get("generator.switch_rate") == 1
+    assert cfg.get("generator.regions") == {"B": 50000, "C": 5}  # one key changed, one removed
+    assert load_config(overrides=["generator.regions={A: 20}"]).get("generator.regions") == {"A": 20}
+    assert cfg.get("spark.conf")["spark.sql.shuffle.partitions"] == 8  # from local.yml
+
+
+def test_unknown_environment_and_use_case():
+    with pytest.raises(ConfigError, match="unknown environment 'prod'"):
+        load_config(env="prod")
+    with pytest.raises(ConfigError, match="nosuch.yml: not found"):
+        load_config(use_case="nosuch")
+
+
+def test_run_id_defaults_to_run_date():
+    cfg = load_config(overrides=["run.date=2026-10-01"])
+    assert cfg.run_id == "2026-10-01"
+    assert load_config(overrides=["run.id=monthly-10"]).run_id == "monthly-10"
+
+
+def test_dictionary_of_fiveg_matches_the_competition_format():
+    d = load_config().columns
+    assert d.codes[:2] == ["user_id", "product_no"] and d.codes[2:] == [f"X{i}" for i in range(1, 44)]
+    types = [s.type for s in d]
+    assert (types.count("float"), types.count("int"), types.count("string")) == (32, 10, 3)
+    assert [s.code for s in d.pii] == ["product_no"]
+    assert d.readable("X26") == "broadband_bandwidth"
+    assert d.value_label("X5", "集团用户") == "company"
+    assert {"consumption", "arrears", "signing", "package", "vip", "broadband", "fiveg"} <= set(d.groups())
+
+
+@pytest.mark.parametrize("record, message", [
+    ("{code: X1, type: text}", "type must be one of"),
+    ("{code: X1, type: int, impute: magic}", "impute must be one of"),
+    ("{code: X1, type: int, colour: red}", "unknown field"),
+    ("{name: x, type: int}", "missing field 'code'"),
+    ("{code: user_id, type: int, role: id}", "duplicate code"),
+])
+def test_dictionary_errors_name_the_record(conf_dir, record, message):
+    text = (conf_dir / "fiveg.yml").read_text().replace("  columns:\n", f"  columns:\n    - {record}\n", 1)
+    (conf_dir / "fiveg.yml").write_text(text)
+    with pytest.raises(DictionaryError, match=message):
+        load_config(conf_dir=conf_dir)
+
+
+def test_job_with_bad_configuration_exits_2_with_one_line(capsys):
+    code = main_for("demo", "d", lambda cfg, spark, args: {}, ["--set", "nope.key=1"], needs_spark=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == ["demo failed: configuration: --set nope.key=1: unknown key 'nope'"]
+
+
+def test_job_failure_exits_1_with_one_line_and_summary(capsys, tmp_path):
+    def boom(cfg, spark, args):
+        raise ValueError("input is broken\nsecond line")
+
+    summary = tmp_path / "s.json"
+    code = main_for("demo", "d", boom, ["--summary-file", str(summary)], needs_spark=False)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.strip().splitlines()[-1] == "demo failed: ValueError: input is broken"
+    assert '"status": "failed"' in summary.read_text()
