@@ -57,6 +57,9 @@ def test_int_accepted_for_float_and_open_mappings():
     assert cfg.get("generator.regions") == {"B": 50000, "C": 5}  # one key changed, one removed
     assert load_config(overrides=["generator.regions={A: 20}"]).get("generator.regions") == {"A": 20}
     assert cfg.get("spark.conf")["spark.sql.shuffle.partitions"] == 8  # from local.yml
+    spark_key = load_config(overrides=["spark.conf.spark.scheduler.mode=FAIR"]).get("spark.conf")
+    assert spark_key["spark.scheduler.mode"] == "FAIR"  # the rest of the key is one key
+    assert spark_key["spark.sql.shuffle.partitions"] == 8
 
 
 def test_unknown_environment_and_use_case():

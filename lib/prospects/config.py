@@ -121,14 +121,13 @@ def _open_patch(schema: dict, data: dict, parts: list[str], value: Any) -> tuple
             break
         node_schema, node_data = node_schema[part], (node_data or {}).get(part)
         if isinstance(node_schema, dict) and not node_schema:
+            # the rest of the dotted key is ONE key of the open mapping (spark.conf.spark.sql.x)
             patched = copy.deepcopy(node_data or {})
-            target = patched
-            for sub in parts[i + 1:-1]:
-                target = target.setdefault(sub, {})
+            key = ".".join(parts[i + 1:])
             if value is None:
-                target.pop(parts[-1], None)
+                patched.pop(key, None)
             else:
-                target[parts[-1]] = value
+                patched[key] = value
             return parts[: i + 1], patched
     return parts, value
 

@@ -95,6 +95,11 @@ def last_commit_metrics(spark: SparkSession, path: str) -> dict:
     return metrics
 
 
+def rows_written(metrics: dict) -> int:
+    """Rows a write committed, from its operation metrics (Delta omits the count for no rows)."""
+    return int(metrics.get("numOutputRows", 0))
+
+
 def table_version(spark: SparkSession, path: str) -> int:
     """Current Delta version of ``path`` (for time travel and lineage)."""
     return DeltaTable.forPath(spark, path).history(1).first()["version"]

@@ -1,0 +1,344 @@
+"""Model evaluation in Spark: AUCs, confusion matrix, per-class metrics, lift, threshold rules, curves.
+
+Everything that grows with the user base stays in Spark. A scored frame (label + the positive
+class probability ``p``) is reduced to a few aggregates: the AUCs (Spark's
+``BinaryClassificationEvaluator``), one probability histogram of ``bins`` bins with the positives
+per bin (ROC, PR and gains curves and the F1-optimal threshold come from it: at most ``bins``
+rows reach the driver), approximate percentiles (the top-share threshold, lift cut-offs) and one
+confusion-matrix aggregation. Figures are drawn from those aggregates with matplotlib (Agg).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_RULES = ("f1", "top_share")
+P_COL = "p"
+LABEL = "_label"
+
+
+def positive_probability(col: str = "probability") -> Column:
+    """The positive class probability: slot 1 of a probability vector (no Python UDF)."""
+    return vector_to_array(F.col(col))[1]
+
+
+def scored(pred: DataFrame, label_col: str, probability_col: str = "probability",
+           keep: tuple[str, ...] = ()) -> DataFrame:
+    """``pred`` reduced to ``_label`` (double 0/1) and ``p`` (double), plus ``keep`` columns.
+
+    ``probability_col`` may be a vector (slot 1 is taken) or a double column.
+    """
+    is_vector = isinstance(pred.schema[probability_col].dataType, VectorUDT)
+    p = positive_probability(probability_col) if is_vector else F.col(probability_col).cast("double")
+    return pred.select(*keep, F.col(label_col).cast("double").alias(LABEL), p.alias(P_COL))
+
+
+def auc(scores: DataFrame, metric: str = "areaUnderROC") -> float:
+    """``areaUnderROC`` or ``areaUnderPR`` of ``p`` against ``_label`` (Spark evaluator, exact:
+    ``numBins=0``, so the value does not depend on how the rows are partitioned)."""
+    ev = BinaryClassificationEvaluator(rawPredictionCol=P_COL, labelCol=LABEL, metricName=metric, numBins=0)
+    return float(ev.evaluate(scores))
+
+
+# ---------------------------------------------------------------------------------------------
+# Histogram, curves, thresholds
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Histogram:
+    """Users and positives per probability bin ``[b / bins, (b + 1) / bins)`` (last bin closed)."""
+
+    bins: int
+    n: list[int]
+    pos: list[int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.n)
+
+    @property
+    def positives(self) -> int:
+        return sum(self.pos)
+
+    def at_or_above(self) -> list[tuple[float, int, int]]:
+        """``(edge, users with p >= edge, positives among them)`` for edges from 1 down to 0."""
+        out = [(1.0 + 1e-9, 0, 0)]
+        n = tp = 0
+        for b in range(self.bins - 1, -1, -1):
+            n += self.n[b]
+            tp += self.pos[b]
+            if self.n[b]:
+                out.append((b / self.bins, n, tp))
+        return out
+
+
+def histogram(scores: DataFrame, bins: int = 1000) -> Histogram:
+    """Bin ``p`` into ``bins`` equal bins with the positives per bin (one Spark aggregation)."""
+    b = F.least(F.floor(F.col(P_COL) * bins).cast("int"), F.lit(bins - 1))
+    rows = (scores.where(F.col(P_COL).isNotNull()).groupBy(b.alias("b"))
+            .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col(LABEL)).alias("pos")).collect())
+    n, pos = [0] * bins, [0] * bins
+    for r in rows:
+        n[r["b"]] = int(r["n"])
+        pos[r["b"]] = int(r["pos"] or 0)
+    return Histogram(bins, n, pos)
+
+
+def roc_curve(h: Histogram) -> list[tuple[float, float, float]]:
+    """``(false positive rate, true positive rate, threshold)`` points, from (0, 0) to (1, 1)."""
+    P, N = h.positives, h.total - h.positives
+    return [((n - tp) / N if N else 0.0, tp / P if P else 0.0, edge) for edge, n, tp in h.at_or_above()]
+
+
+def pr_curve(h: Histogram) -> list[tuple[float, float, float]]:
+    """``(recall, precision, threshold)`` points (the empty prediction set is skipped)."""
+    P = h.positives
+    return [(tp / P if P else 0.0, tp / n, edge) for edge, n, tp in h.at_or_above() if n]
+
+
+def gains_curve(h: Histogram) -> list[tuple[float, float, float]]:
+    """``(share of users targeted, capture rate, threshold)``: users taken by decreasing p."""
+    T, P = h.total, h.positives
+    return [(n / T if T else 0.0, tp / P if P else 0.0, edge) for edge, n, tp in h.at_or_above()]
+
+
+def f1_optimal_threshold(h: Histogram) -> tuple[float, float]:
+    """The bin edge maximising F1 of the positive class, and that F1 (``p >= edge`` predicted 1)."""
+    P = h.positives
+    best = (0.5, -1.0)
+    for edge, n, tp in h.at_or_above():
+        if n == 0 or P == 0:
+            continue
+        f1 = 2 * tp / (n + P)
+        if f1 > best[1]:
+            best = (edge, f1)
+    return best[0], max(best[1], 0.0)
+
+
+def top_share_threshold(scores: DataFrame, share: float) -> float:
+    """The probability above which about ``share`` of the users lie (approximate percentile)."""
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"train.threshold_top_share must be in (0, 1), got {share}")
+    return float(scores.agg(F.percentile_approx(P_COL, 1.0 - share, 10000)).first()[0])
+
+
+def choose_threshold(scores: DataFrame, rule: str, top_share: float = 0.2, bins: int = 1000,
+                     hist: Histogram | None = None) -> float:
+    """Decision threshold by ``rule``: ``f1`` (F1-optimal) or ``top_share`` (a share of users).
+
+    Predictions are ``p > threshold`` (Spark's rule for ``thresholds = [1 - t, t]``); the F1 rule's
+    bin edge is lowered by 1e-9 so that the users at the edge stay positive.
+    """
+    if rule == "f1":
+        edge, _ = f1_optimal_threshold(hist or histogram(scores, bins))
+        return max(edge - 1e-9, 0.0)
+    if rule == "top_share":
+        return top_share_threshold(scores, top_share)
+    raise ValueError(f"train.threshold_rule must be one of {THRESHOLD_RULES}, got {rule!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
+def _safe(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def class_metrics(tp: int, fp: int, tn: int, fn: int, suffix: str = "") -> dict[str, float]:
+    """Accuracy and precision / recall / F1 of each class from a confusion matrix."""
+    out = {f"accuracy{suffix}": _safe(tp + tn, tp + fp + tn + fn)}
+    for cls, (t, f_pos, f_neg) in {"1": (tp, fp, fn), "0": (tn, fn, fp)}.items():
+        prec, rec = _safe(t, t + f_pos), _safe(t, t + f_neg)
+        out[f"precision_{cls}{suffix}"] = prec
+        out[f"recall_{cls}{suffix}"] = rec
+        out[f"f1_{cls}{suffix}"] = _safe(2 * prec * rec, prec + rec)
+    return out
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` found on one split.
+
+    Attributes:
+        metrics: name -> value (AUCs, accuracy, precision/recall/F1 per class at the threshold
+            and at 0.5 (suffix ``_at_0_5``), lift and capture at the top shares, base rate, rows).
+        threshold: the decision threshold the per-class metrics use.
+        confusion: ``{"tp", "fp", "tn", "fn"}`` at the threshold.
+        curves: ``{"roc": [(fpr, tpr, t)], "pr": [(recall, precision, t)], "gains": [(share, capture, t)]}``.
+    """
+
+    metrics: dict[str, float]
+    threshold: float
+    confusion: dict[str, int]
+    curves: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+
+
+def evaluate(scores: DataFrame, threshold: float, lift_shares: list[float] = (0.1, 0.2),
+             bins: int = 1000) -> Evaluation:
+    """Evaluate scored users (``_label``, ``p``; see :func:`scored`) at ``threshold``.
+
+    Spark work: two evaluator passes (ROC AUC, PR AUC), one histogram, one percentile pass for the
+    lift cut-offs, one aggregation for both confusion matrices and the lifts.
+    """
+    hist = histogram(scores, bins)
+    if hist.total == 0:
+        raise ValueError("cannot evaluate an empty split")
+    metrics: dict[str, float] = {"areaUnderROC": auc(scores, "areaUnderROC"),
+                                 "areaUnderPR": auc(scores, "areaUnderPR")}
+    shares = [float(s) for s in lift_shares]
+    cutoffs = []
+    if shares:
+        cut = scores.agg(F.percentile_approx(P_COL, [1.0 - s for s in shares], 10000)).first()[0]
+        cutoffs = [float(c) for c in cut]
+    p, y = F.col(P_COL), F.col(LABEL)
+    aggs = [F.count(F.lit(1)).alias("n"), F.sum(y).alias("pos")]
+    for name, t in (("", threshold), ("_at_0_5", 0.5)):
+        pred = p > F.lit(t)
+        aggs += [F.sum((pred & (y == 1)).cast("long")).alias(f"tp{name}"),
+                 F.sum((pred & (y == 0)).cast("long")).alias(f"fp{name}")]
+    for i, c in enumerate(cutoffs):
+        top = p >= F.lit(c)
+        aggs += [F.sum(top.cast("long")).alias(f"top_n{i}"), F.sum((top & (y == 1)).cast("long")).alias(f"top_tp{i}")]
+    row = scores.agg(*aggs).first().asDict()
+    n, pos = int(row["n"]), int(row["pos"] or 0)
+    confusion = {}
+    for name in ("", "_at_0_5"):
+        tp, fp = int(row[f"tp{name}"] or 0), int(row[f"fp{name}"] or 0)
+        fn, tn = pos - tp, n - pos - fp
+        metrics.update(class_metrics(tp, fp, tn, fn, name))
+        if name == "":
+            confusion = {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    base = _safe(pos, n)
+    metrics.update(rows=float(n), positives=float(pos), base_rate=base,
+                   predicted_positive_share=_safe(confusion["tp"] + confusion["fp"], n))
+    for i, s in enumerate(shares):
+        key = f"top{round(s * 100):d}"
+        top_n, top_tp = int(row[f"top_n{i}"] or 0), int(row[f"top_tp{i}"] or 0)
+        metrics[f"capture_{key}"] = _safe(top_tp, pos)
+        metrics[f"lift_{key}"] = _safe(_safe(top_tp, top_n), base)
+    metrics["threshold"] = threshold
+    curves = {"roc": roc_curve(hist), "pr": pr_curve(hist), "gains": gains_curve(hist)}
+    return Evaluation(metrics=metrics, threshold=threshold, confusion=confusion, curves=curves)
+
+
+def oracle_scores(test_scores: DataFrame, oracle: DataFrame, id_col: str) -> DataFrame:
+    """The oracle probability of the same test users: ``_label``, ``p`` (join on ``id_col``).
+
+    Args:
+        test_scores: scored test users with ``id_col`` and ``_label``.
+        oracle: the generator's file: ``id_col``, ``probability`` (double).
+    """
+    return (test_scores.select(id_col, LABEL)
+            .join(oracle.select(id_col, F.col("probability").cast("double").alias(P_COL)), id_col, "inner"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures (driver side, from the aggregates above)
+# ---------------------------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    log.info("figure %s", path)
+    return path
+
+
+def plot_roc(curves: dict[str, list[tuple[float, float, float]]], aucs: dict[str, float], path: str,
+             title: str = "ROC curves on the test split") -> str:
+    """All models' ROC curves on one plot (dashed: the oracle, when given as a curve)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    for name, pts in curves.items():
+        style = "--" if name == "oracle" else "-"
+        ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], style,
+                label=f"{name} (AUC {aucs.get(name, math.nan):.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="random")
+    ax.set(xlabel="false positive rate (non-switchers flagged)", ylabel="true positive rate (switchers found)",
+           title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_pr(curves: dict[str, list[tuple[float, float, float]]], aucs: dict[str, float], base_rate: float,
+            path: str, title: str = "Precision-recall curves on the test split") -> str:
+    """All models' precision-recall curves on one plot, with the base rate as the no-skill line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    for name, pts in curves.items():
+        style = "--" if name == "oracle" else "-"
+        ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], style,
+                label=f"{name} (PR AUC {aucs.get(name, math.nan):.3f})")
+    ax.axhline(base_rate, linestyle=":", color="grey", label=f"no skill ({base_rate:.2f})")
+    ax.set(xlabel="recall (share of switchers found)", ylabel="precision (switchers among flagged)",
+           title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_gains(curves: dict[str, list[tuple[float, float, float]]], path: str,
+               title: str = "Cumulative gains on the test split") -> str:
+    """Capture rate against the share of users targeted (by decreasing probability)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    for name, pts in curves.items():
+        ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], "--" if name == "oracle" else "-", label=name)
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="random")
+    for s in (0.1, 0.2):
+        ax.axvline(s, color="lightgrey", linewidth=0.8)
+    ax.set(xlabel="share of users targeted (highest probability first)",
+           ylabel="capture rate (share of all switchers)", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_confusions(confusions: dict[str, dict[str, int]], thresholds: dict[str, float], path: str,
+                    labels: tuple[str, str] = ("no switch", "switch")) -> str:
+    """One confusion matrix per model (counts and row shares) at each model's threshold."""
+    plt = _pyplot()
+    k = len(confusions)
+    fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.6), squeeze=False)
+    for ax, (name, c) in zip(axes[0], confusions.items()):
+        m = [[c["tn"], c["fp"]], [c["fn"], c["tp"]]]
+        ax.imshow([[_safe(v, sum(r)) for v in r] for r in m], cmap="Blues", vmin=0, vmax=1)
+        for i in range(2):
+            for j in range(2):
+                share = _safe(m[i][j], sum(m[i]))
+                ax.text(j, i, f"{m[i][j]:,}\n{share:.0%}", ha="center", va="center",
+                        color="white" if share > 0.6 else "black", fontsize=9)
+        ax.set_xticks([0, 1], [f"pred. {labels[0]}", f"pred. {labels[1]}"], fontsize=8)
+        ax.set_yticks([0, 1], [f"true {labels[0]}", f"true {labels[1]}"], fontsize=8)
+        ax.set_title(f"{name}\nthreshold {thresholds.get(name, math.nan):.3f}", fontsize=9)
+    fig.suptitle("Confusion matrices on the test split (row shares)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_importances(names: list[str], values: list[float], path: str, title: str, top: int = 20,
+                     xlabel: str = "importance") -> str:
+    """Horizontal bars of the ``top`` largest importances, readable names."""
+    plt = _pyplot()
+    pairs = sorted(zip(names, values), key=lambda p: -abs(p[1]))[:top][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(pairs) + 1.2))
+    ax.barh([n for n, _ in pairs], [v for _, v in pairs], color="steelblue")
+    ax.set(xlabel=xlabel, title=title)
+    ax.tick_params(axis="y", labelsize=8)
+    return _save(fig, path)

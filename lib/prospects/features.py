@@ -1,0 +1,479 @@
+"""Feature stages: the study's cleaning (SPEC 1.3) as Spark ML stages, and the pipeline builder.
+
+Every learned step (imputation values, category encodings, dropped correlated columns, scaling
+bounds) is a Spark ML stage fitted on the training split only and saved inside the model's
+``PipelineModel``, so that scoring applies exactly what training learned.
+
+Custom stages follow pyspark.ml's own pattern (a Params mixin, ``@keyword_only`` constructor with
+no required argument, ``DefaultParamsReadable``/``DefaultParamsWritable``); a fitted model keeps
+its learned state in Params (lists, or JSON strings for mappings) so ``DefaultParamsWriter``
+persists it. Spark's built-ins are used where they fit: ``StringIndexer`` (text categories,
+``handleInvalid="keep"``: an unseen value gets its own index instead of failing),
+``VectorAssembler``, ``VectorSlicer`` and ``MinMaxScaler``. Custom stages cover what Spark lacks:
+
+* :class:`MonthlyMeans` - replaces each three-month group of columns by its mean;
+* :class:`RuleImputer` - per-column rules from the column dictionary (mode for categories, text
+  included; median or mean for numbers; constant 0 for "absent means none" columns such as
+  broadband bandwidth and 5G data), learned in one aggregation pass;
+* :class:`DropSparseRows` - optionally drops training users missing more than K columns;
+* :class:`CorrelationFilter` - learns on the training data which column of each highly
+  correlated pair to drop (the shared rule of :mod:`prospects.correlation`).
+
+Pipeline (:func:`build_feature_pipeline`), input a bronze-shaped frame (raw codes + id, label
+optional), output the same frame plus ``features`` (vector, min-max scaled):
+
+    DropSparseRows? -> MonthlyMeans? -> RuleImputer -> StringIndexer? -> VectorAssembler
+        -> CorrelationFilter? -> MinMaxScaler
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pyspark import keyword_only
+from pyspark.ml import Estimator, Model, Pipeline, PipelineModel, Transformer
+from pyspark.ml.feature import MinMaxScaler, StringIndexer, VectorAssembler, VectorSlicer
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasInputCols, HasOutputCol
+from pyspark.ml.stat import Correlation
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from prospects.config import Config
+from prospects.correlation import choose_drops, high_pairs, mean_abs_correlation
+from prospects.dictionary import ColumnDictionary
+
+log = logging.getLogger(__name__)
+
+FEATURES_COL = "features"
+RAW_FEATURES_COL = "_raw_features"
+KEPT_FEATURES_COL = "_kept_features"
+INDEX_SUFFIX = "_idx"
+NUMERIC_RULES = ("median", "mean")
+RULES = ("mode", "median", "mean", "zero", "none")
+
+
+def _is_float(dtype: T.DataType) -> bool:
+    return isinstance(dtype, (T.DoubleType, T.FloatType))
+
+
+def _missing(df: DataFrame, col: str) -> Column:
+    """True where ``col`` is null (or NaN for floating point columns)."""
+    c = F.col(col)
+    return (c.isNull() | F.isnan(c)) if _is_float(df.schema[col].dataType) else c.isNull()
+
+
+# ---------------------------------------------------------------------------------------------
+# Three-month means
+# ---------------------------------------------------------------------------------------------
+class _MonthlyMeansParams(Params):
+    groups = Param(Params._dummy(), "groups",
+                   "JSON mapping: new column -> list of input columns whose mean it holds",
+                   typeConverter=TypeConverters.toString)
+    dropInputs = Param(Params._dummy(), "dropInputs", "drop the grouped input columns",
+                       typeConverter=TypeConverters.toBoolean)
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._setDefault(groups="{}", dropInputs=True)
+
+    def getGroups(self) -> dict[str, list[str]]:
+        return json.loads(self.getOrDefault(self.groups))
+
+    def getDropInputs(self) -> bool:
+        return self.getOrDefault(self.dropInputs)
+
+
+class MonthlyMeans(Transformer, _MonthlyMeansParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Replace each group of monthly columns by the mean of its non-missing values.
+
+    Input columns: every column named in ``groups``. Output: one double column per group (null
+    when every month is missing: the imputer fills it); the inputs are dropped when
+    ``dropInputs``. Nothing is learned.
+    """
+
+    @keyword_only
+    def __init__(self, *, groups: str | dict | None = None, dropInputs: bool | None = None):
+        super().__init__()
+        kwargs = self._input_kwargs
+        self.setParams(**kwargs)
+
+    @keyword_only
+    def setParams(self, *, groups: str | dict | None = None, dropInputs: bool | None = None):
+        kwargs = self._input_kwargs
+        if isinstance(kwargs.get("groups"), dict):
+            kwargs["groups"] = json.dumps(kwargs["groups"], sort_keys=True)
+        return self._set(**kwargs)
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        groups = self.getGroups()
+        new_cols = {}
+        for name, cols in groups.items():
+            missing = [c for c in cols if c not in dataset.columns]
+            if missing:
+                raise ValueError(f"MonthlyMeans: group '{name}' needs columns {missing} absent from the input")
+            present = [F.when(~_missing(dataset, c), F.col(c).cast("double")) for c in cols]
+            total = sum((F.coalesce(p, F.lit(0.0)) for p in present), F.lit(0.0))
+            count = sum((p.isNotNull().cast("int") for p in present), F.lit(0))
+            new_cols[name] = F.when(count > 0, total / count)
+        out = dataset.withColumns(new_cols) if new_cols else dataset
+        if self.getDropInputs():
+            out = out.drop(*[c for cols in groups.values() for c in cols if c not in groups])
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Imputation by rule
+# ---------------------------------------------------------------------------------------------
+class _RuleImputerParams(Params):
+    rules = Param(Params._dummy(), "rules",
+                  "JSON mapping: column -> rule (mode | median | mean | zero | none)",
+                  typeConverter=TypeConverters.toString)
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._setDefault(rules="{}")
+
+    def getRules(self) -> dict[str, str]:
+        return json.loads(self.getOrDefault(self.rules))
+
+
+class RuleImputer(Estimator, _RuleImputerParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Learn one fill value per column by its rule, in one aggregation pass over the data.
+
+    Rules: ``mode`` (most frequent value; text columns too), ``median`` (approximate, relative
+    error 1e-4), ``mean``, ``zero`` (constant 0: "missing means none"), ``none`` (left as is).
+    NaN counts as missing in floating point columns. A column missing everywhere is filled with 0
+    (or "missing" for text) and logged.
+    """
+
+    @keyword_only
+    def __init__(self, *, rules: str | dict | None = None):
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, rules: str | dict | None = None):
+        kwargs = self._input_kwargs
+        if isinstance(kwargs.get("rules"), dict):
+            kwargs["rules"] = json.dumps(kwargs["rules"], sort_keys=True)
+        return self._set(**kwargs)
+
+    def _fit(self, dataset: DataFrame) -> "RuleImputerModel":
+        rules = self.getRules()
+        aggs = []
+        for col, rule in rules.items():
+            if rule not in RULES:
+                raise ValueError(f"RuleImputer: column '{col}' has unknown rule {rule!r} (expected one of {RULES})")
+            if col not in dataset.columns:
+                raise ValueError(f"RuleImputer: column '{col}' is absent from the input")
+            is_text = isinstance(dataset.schema[col].dataType, T.StringType)
+            if is_text and rule in NUMERIC_RULES:
+                raise ValueError(f"RuleImputer: text column '{col}' cannot be imputed by {rule}")
+            value = F.when(~_missing(dataset, col), F.col(col))
+            if rule == "mode":
+                aggs.append(F.mode(value, True).alias(col))
+            elif rule == "median":
+                aggs.append(F.percentile_approx(value.cast("double"), 0.5, 10000).alias(col))
+            elif rule == "mean":
+                aggs.append(F.avg(value.cast("double")).alias(col))
+        learned = dataset.agg(*aggs).first().asDict() if aggs else {}
+        surrogates: dict[str, Any] = {}
+        for col, rule in rules.items():
+            is_text = isinstance(dataset.schema[col].dataType, T.StringType)
+            if rule == "none":
+                continue
+            value = 0 if rule == "zero" else learned.get(col)
+            if value is None:
+                log.warning("RuleImputer: column '%s' is missing in every training row; filled with 0", col)
+                value = 0
+            surrogates[col] = str(value) if is_text and rule == "zero" else value
+        log.info("imputation values learned for %d columns", len(surrogates))
+        return self._copyValues(RuleImputerModel(surrogates=json.dumps(surrogates, sort_keys=True)))
+
+
+class RuleImputerModel(Model, _RuleImputerParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Fill missing values with the learned ``surrogates`` (JSON: column -> value), cast to each
+    column's type. Input and output columns: those of ``surrogates``, replaced in place."""
+
+    surrogates = Param(Params._dummy(), "surrogates", "JSON mapping: column -> learned fill value",
+                       typeConverter=TypeConverters.toString)
+
+    @keyword_only
+    def __init__(self, *, surrogates: str | None = None):
+        super().__init__()
+        self._setDefault(surrogates="{}")
+        self._set(**self._input_kwargs)
+
+    def getSurrogates(self) -> dict[str, Any]:
+        return json.loads(self.getOrDefault(self.surrogates))
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        fills = {}
+        for col, value in self.getSurrogates().items():
+            if col not in dataset.columns:
+                raise ValueError(f"RuleImputerModel: column '{col}' is absent from the input")
+            dtype = dataset.schema[col].dataType
+            fills[col] = F.when(_missing(dataset, col), F.lit(value).cast(dtype)).otherwise(F.col(col))
+        return dataset.withColumns(fills) if fills else dataset
+
+
+# ---------------------------------------------------------------------------------------------
+# Dropping users missing too many columns
+# ---------------------------------------------------------------------------------------------
+class _DropSparseRowsParams(HasInputCols):
+    maxMissing = Param(Params._dummy(), "maxMissing",
+                       "drop rows missing more than this many of inputCols (negative: keep every row)",
+                       typeConverter=TypeConverters.toInt)
+    onlyWithCol = Param(Params._dummy(), "onlyWithCol",
+                        "apply only when this column is in the input (the label: training and "
+                        "evaluation), so that scoring keeps every user; empty: always apply",
+                        typeConverter=TypeConverters.toString)
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._setDefault(maxMissing=-1, onlyWithCol="")
+
+
+class DropSparseRows(Transformer, _DropSparseRowsParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Drop the rows with more than ``maxMissing`` missing values among ``inputCols``.
+
+    With ``onlyWithCol`` set to the label column, the filter applies to labelled data only:
+    a scored user is never dropped (their missing values are imputed instead).
+    """
+
+    @keyword_only
+    def __init__(self, *, inputCols: list[str] | None = None, maxMissing: int | None = None,
+                 onlyWithCol: str | None = None):
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, inputCols: list[str] | None = None, maxMissing: int | None = None,
+                  onlyWithCol: str | None = None):
+        return self._set(**self._input_kwargs)
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        k = self.getOrDefault(self.maxMissing)
+        only = self.getOrDefault(self.onlyWithCol)
+        if k < 0 or (only and only not in dataset.columns):
+            return dataset
+        cols = [c for c in self.getInputCols() if c in dataset.columns]
+        n_missing = sum((_missing(dataset, c).cast("int") for c in cols), F.lit(0))
+        return dataset.where(n_missing <= k)
+
+
+# ---------------------------------------------------------------------------------------------
+# Multicollinearity removal
+# ---------------------------------------------------------------------------------------------
+class _CorrelationFilterParams(HasInputCol, HasOutputCol):
+    threshold = Param(Params._dummy(), "threshold", "drop one column of each pair with |r| above this",
+                      typeConverter=TypeConverters.toFloat)
+    method = Param(Params._dummy(), "method", "correlation: pearson | spearman",
+                   typeConverter=TypeConverters.toString)
+    inputNames = Param(Params._dummy(), "inputNames", "names of the input vector's slots, in order",
+                       typeConverter=TypeConverters.toListString)
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._setDefault(threshold=0.9, method="pearson", inputNames=[])
+
+
+class CorrelationFilter(Estimator, _CorrelationFilterParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Learn which slots of the input vector to drop so no kept pair has |r| > ``threshold``.
+
+    The correlation matrix is computed in Spark (``pyspark.ml.stat.Correlation``); only the
+    d x d matrix reaches the driver. A constant column has no correlation (taken as 0).
+    Input: ``inputCol`` (vector, slots named by ``inputNames``); output: ``outputCol`` (vector of
+    the kept slots).
+    """
+
+    @keyword_only
+    def __init__(self, *, inputCol: str | None = None, outputCol: str | None = None,
+                 threshold: float | None = None, method: str | None = None,
+                 inputNames: list[str] | None = None):
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, inputCol: str | None = None, outputCol: str | None = None,
+                  threshold: float | None = None, method: str | None = None,
+                  inputNames: list[str] | None = None):
+        return self._set(**self._input_kwargs)
+
+    def _fit(self, dataset: DataFrame) -> "CorrelationFilterModel":
+        names = list(self.getOrDefault(self.inputNames))
+        threshold = self.getOrDefault(self.threshold)
+        matrix = Correlation.corr(dataset, self.getInputCol(), self.getOrDefault(self.method)).first()[0]
+        arr = matrix.toArray()
+        d = arr.shape[0]
+        if not names:
+            names = [f"f{i}" for i in range(d)]
+        if len(names) != d:
+            raise ValueError(f"CorrelationFilter: {len(names)} inputNames for a vector of size {d}")
+        matrix_rows = [[float(arr[i][j]) for j in range(d)] for i in range(d)]
+        pairs = high_pairs(names, matrix_rows, threshold)
+        decisions = choose_drops(pairs, mean_abs_correlation(names, matrix_rows), names)
+        dropped = {dec.drop for dec in decisions if dec.drop}
+        kept = [i for i, n in enumerate(names) if n not in dropped]
+        log.info("correlation filter (|r| > %s): %d pairs, dropped %s", threshold, len(pairs),
+                 [n for n in names if n in dropped])
+        model = CorrelationFilterModel(
+            keptIndices=kept, droppedNames=[n for n in names if n in dropped],
+            pairs=json.dumps([[dec.col_a, dec.col_b, round(dec.r, 6), dec.drop, dec.reason]
+                              for dec in decisions]))
+        return self._copyValues(model)
+
+
+class CorrelationFilterModel(Model, _CorrelationFilterParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Keep the learned slots (``keptIndices``) of ``inputCol`` in ``outputCol`` (Spark's
+    ``VectorSlicer``: no Python on the rows). ``droppedNames`` and ``pairs`` (JSON list of
+    ``[a, b, r, drop, reason]`` per pair above the threshold) document what was learned."""
+
+    keptIndices = Param(Params._dummy(), "keptIndices", "input slots kept", typeConverter=TypeConverters.toListInt)
+    droppedNames = Param(Params._dummy(), "droppedNames", "names of the dropped slots",
+                         typeConverter=TypeConverters.toListString)
+    pairs = Param(Params._dummy(), "pairs", "JSON list of [a, b, r, drop, reason] per pair above the threshold",
+                  typeConverter=TypeConverters.toString)
+
+    @keyword_only
+    def __init__(self, *, keptIndices: list[int] | None = None, droppedNames: list[str] | None = None,
+                 pairs: str | None = None):
+        super().__init__()
+        self._setDefault(keptIndices=[], droppedNames=[], pairs="[]")
+        self._set(**self._input_kwargs)
+
+    def getKeptNames(self) -> list[str]:
+        names = self.getOrDefault(self.inputNames)
+        return [names[i] for i in self.getOrDefault(self.keptIndices)] if names else []
+
+    def getDroppedNames(self) -> list[str]:
+        return list(self.getOrDefault(self.droppedNames))
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        slicer = VectorSlicer(inputCol=self.getInputCol(), outputCol=self.getOutputCol(),
+                              indices=list(self.getOrDefault(self.keptIndices)))
+        return slicer.transform(dataset)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------------------------
+def feature_codes(cfg: Config) -> list[str]:
+    """Feature columns of the use case: dictionary role ``feature`` minus ``features.exclude``."""
+    exclude = set(cfg.get("features.exclude") or [])
+    unknown = exclude - {s.code for s in cfg.columns.features}
+    if unknown:
+        raise ValueError(f"features.exclude names columns that are not features of the dictionary: {sorted(unknown)}")
+    return [s.code for s in cfg.columns.features if s.code not in exclude]
+
+
+def monthly_groups(cfg: Config) -> dict[str, list[str]]:
+    """``features.monthly_groups`` checked against the feature columns."""
+    groups = {str(k): [str(c) for c in v] for k, v in (cfg.get("features.monthly_groups") or {}).items()}
+    codes = set(feature_codes(cfg))
+    seen: set[str] = set()
+    for name, cols in groups.items():
+        bad = [c for c in cols if c not in codes]
+        if bad:
+            raise ValueError(f"features.monthly_groups.{name}: {bad} are not (kept) feature columns")
+        if name in cfg.columns and name not in cols:
+            raise ValueError(f"features.monthly_groups.{name}: the name clashes with a dictionary column")
+        if seen & set(cols):
+            raise ValueError(f"features.monthly_groups.{name}: a column belongs to two groups")
+        seen |= set(cols)
+    return groups
+
+
+def feature_layout(cfg: Config) -> list[tuple[str, str, str]]:
+    """The columns after the three-month means, in dictionary order.
+
+    Returns:
+        ``(column, type, impute rule)`` per column; a group's mean takes its first member's place,
+        type ``float`` and that member's rule.
+    """
+    columns: ColumnDictionary = cfg.columns
+    groups = monthly_groups(cfg)
+    first = {cols[0]: name for name, cols in groups.items() if cols}
+    grouped = {c for cols in groups.values() for c in cols}
+    out = []
+    for code in feature_codes(cfg):
+        spec = columns[code]
+        if code in first:
+            out.append((first[code], "float", spec.impute if spec.impute in ("median", "mean", "zero") else "median"))
+        elif code not in grouped:
+            out.append((code, spec.type, spec.impute))
+    return out
+
+
+def build_feature_pipeline(cfg: Config) -> Pipeline:
+    """The unfitted feature pipeline of the use case (see the module docstring).
+
+    Conf: ``features.exclude``, ``features.monthly_groups``, ``features.max_missing``,
+    ``features.correlation_threshold`` (>= 1 disables the filter), ``features.correlation_method``.
+    Input: a bronze-shaped frame; output adds ``features`` (vector).
+    """
+    codes = feature_codes(cfg)
+    groups = monthly_groups(cfg)
+    layout = feature_layout(cfg)
+    label = cfg.get("dataset.label_column")
+    stages: list = []
+    k = int(cfg.get("features.max_missing"))
+    if k >= 0:
+        stages.append(DropSparseRows(inputCols=codes, maxMissing=k, onlyWithCol=label))
+    if groups:
+        stages.append(MonthlyMeans(groups=groups, dropInputs=True))
+    stages.append(RuleImputer(rules={c: rule for c, _, rule in layout}))
+    text = [c for c, t, _ in layout if t == "string"]
+    if text:
+        stages.append(StringIndexer(inputCols=text, outputCols=[c + INDEX_SUFFIX for c in text],
+                                    handleInvalid="keep", stringOrderType="frequencyDesc"))
+    slots = [c + INDEX_SUFFIX if t == "string" else c for c, t, _ in layout]
+    stages.append(VectorAssembler(inputCols=slots, outputCol=RAW_FEATURES_COL, handleInvalid="keep"))
+    threshold = float(cfg.get("features.correlation_threshold"))
+    scaled_input = RAW_FEATURES_COL
+    if threshold < 1.0:
+        stages.append(CorrelationFilter(inputCol=RAW_FEATURES_COL, outputCol=KEPT_FEATURES_COL,
+                                        threshold=threshold, method=cfg.get("features.correlation_method"),
+                                        inputNames=[c for c, _, _ in layout]))
+        scaled_input = KEPT_FEATURES_COL
+    stages.append(MinMaxScaler(inputCol=scaled_input, outputCol=FEATURES_COL))
+    return Pipeline(stages=stages)
+
+
+def feature_names(model: PipelineModel) -> list[str]:
+    """Names of the slots of ``features`` in a fitted feature pipeline (raw codes or group names).
+
+    Works on the feature PipelineModel or on a full model whose first stages are the features.
+    """
+    stages = model.stages
+    for stage in stages:
+        if isinstance(stage, CorrelationFilterModel):
+            return stage.getKeptNames()
+    for stage in stages:
+        if isinstance(stage, VectorAssembler) and stage.getOutputCol() == RAW_FEATURES_COL:
+            return [c[: -len(INDEX_SUFFIX)] if c.endswith(INDEX_SUFFIX) else c for c in stage.getInputCols()]
+    raise ValueError("no feature assembler in this model")
+
+
+def dropped_by_correlation(model: PipelineModel) -> list[dict]:
+    """What the correlation filter learned: one ``{a, b, r, drop, reason}`` per pair above the
+    threshold (``drop`` None when an earlier pair already dropped one of the two)."""
+    for stage in model.stages:
+        if isinstance(stage, CorrelationFilterModel):
+            return [dict(zip(("a", "b", "r", "drop", "reason"), p))
+                    for p in json.loads(stage.getOrDefault(stage.pairs))]
+    return []
+
+
+def readable_feature(cfg: Config, name: str) -> str:
+    """Readable name of a feature slot: the dictionary name, or ``<group> (3-month mean)``."""
+    if name in cfg.columns:
+        return cfg.columns.readable(name)
+    if name in (cfg.get("features.monthly_groups") or {}):
+        return f"{name} (3-month mean)"
+    return name

@@ -1,0 +1,622 @@
+"""Scoring stage: every sales region's users scored by a registered model into Delta (SPEC 1.3).
+
+Outputs (locations from ``tables.*`` in conf, all carrying ``run_id``):
+
+* ``gold_scores`` (partitioned by run_id, region): one row per scored user with probability,
+  prediction at the model's threshold, decile and rank within the region, tier, model version.
+  Each region's write replaces only its own ``(run_id, region)`` partition (Delta
+  ``replaceWhere``), so concurrent region writes never conflict and a re-run replaces.
+* ``gold_region_summary``: per run and region, users scored, prospects above the threshold and
+  their share, mean probability, expected switchers, users per tier.
+* segment profiles, marketing actions, campaign list and drift: see :mod:`prospects.segments`.
+
+Three interchangeable execution modes (``score.mode``) give identical tables:
+
+* ``parallel``: one Spark job chain per region submitted from a thread pool (concurrent jobs in
+  one application; each thread sets its own FAIR scheduler pool), each writing its partition;
+* ``single_pass``: all regions scored in one job and written in one commit;
+* ``sequential``: regions one after the other (the reference for tests).
+
+Everything is validated (columns present in every region, configuration rules parse) before the
+first write, so bad input stops the job with a clear error and no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.ml import PipelineModel, Transformer
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from prospects import tables
+from prospects.cli import JobError
+from prospects.config import Config, join_path
+
+log = logging.getLogger(__name__)
+
+MODES = ("parallel", "single_pass", "sequential")
+SCORE_PARTITIONS = ["run_id", "region"]
+SCORE_COLUMNS = ["user_id", "region", "probability", "prediction", "decile", "rank", "tier",
+                 "model_version", "run_id", "scored_at"]
+SCORES_SCHEMA = T.StructType([
+    T.StructField("user_id", T.LongType()),
+    T.StructField("region", T.StringType()),
+    T.StructField("probability", T.DoubleType()),
+    T.StructField("prediction", T.IntegerType()),
+    T.StructField("decile", T.IntegerType()),
+    T.StructField("rank", T.LongType()),
+    T.StructField("tier", T.StringType()),
+    T.StructField("model_version", T.StringType()),
+    T.StructField("run_id", T.StringType()),
+    T.StructField("scored_at", T.TimestampType()),
+])
+# Columns a fitted pipeline produces itself; never required from the input.
+_MODEL_OUTPUTS = {"probability", "prediction", "rawPrediction", "features"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScoreSettings:
+    """What the scoring transforms need, taken from conf (``score.*``) and the model.
+
+    Attributes:
+        threshold: a user is a prospect when ``probability > threshold``.
+        version: model version written to every row.
+        run_id: run id written to every row.
+        scored_at: timestamp written to every row (one per run).
+        tiers: cut-offs, e.g. ``{"high": 0.6, "medium": 0.3}`` (probability >= cut-off).
+        deciles: number of quantile groups within a region (10: deciles).
+        id_column: user key.
+    """
+
+    threshold: float
+    version: str
+    run_id: str
+    scored_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    tiers: dict = field(default_factory=lambda: {"high": 0.6, "medium": 0.3})
+    deciles: int = 10
+    id_column: str = "user_id"
+
+    @classmethod
+    def from_config(cls, cfg: Config, threshold: float, version: str,
+                    scored_at: dt.datetime | None = None) -> ScoreSettings:
+        tiers = dict(cfg.get("score.tiers") or {})
+        if not 0.0 <= float(tiers.get("medium", 0)) <= float(tiers.get("high", 1)) <= 1.0:
+            raise JobError(f"score.tiers must satisfy 0 <= medium <= high <= 1, got {tiers}")
+        kwargs: dict[str, Any] = dict(threshold=float(threshold), version=str(version), run_id=cfg.run_id,
+                                      tiers=tiers, deciles=int(cfg.get("score.deciles")),
+                                      id_column=cfg.get("dataset.id_column"))
+        if scored_at is not None:
+            kwargs["scored_at"] = scored_at
+        return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+def model_input_columns(model: Transformer) -> list[str]:
+    """Raw columns a fitted pipeline reads: every stage's inputCol(s) not produced by an earlier stage.
+
+    Args:
+        model: a PipelineModel (or a single transformer).
+
+    Returns:
+        column names in first-use order (empty when the stages do not declare their inputs).
+    """
+    stages = model.stages if isinstance(model, PipelineModel) else [model]
+    produced: set[str] = set()
+    needed: list[str] = []
+    for stage in stages:
+        inputs: list[str] = []
+        outputs: list[str] = []
+        for name in ("inputCol", "featuresCol"):
+            if stage.hasParam(name) and stage.isDefined(stage.getParam(name)):
+                inputs.append(stage.getOrDefault(stage.getParam(name)))
+        if stage.hasParam("inputCols") and stage.isDefined(stage.getParam("inputCols")):
+            inputs.extend(stage.getOrDefault(stage.getParam("inputCols")) or [])
+        for name in ("outputCol", "predictionCol", "probabilityCol", "rawPredictionCol"):
+            if stage.hasParam(name) and stage.isDefined(stage.getParam(name)):
+                outputs.append(stage.getOrDefault(stage.getParam(name)))
+        if stage.hasParam("outputCols") and stage.isDefined(stage.getParam("outputCols")):
+            outputs.extend(stage.getOrDefault(stage.getParam("outputCols")) or [])
+        for col in inputs:
+            if col not in produced and col not in needed and col not in _MODEL_OUTPUTS:
+                needed.append(col)
+        produced.update(outputs)
+    return needed
+
+
+def validate_regions(regions: DataFrame, required: Sequence[str], may_be_empty: Iterable[str] = (),
+                     min_users: int = 50, id_column: str = "user_id") -> dict[str, int]:
+    """Check the region frame before anything is written; return users per region.
+
+    A column absent from the frame fails for every region. A column present but entirely null in a
+    region of at least ``min_users`` users (its file lacked the column) fails naming that region,
+    unless the column is in ``may_be_empty`` (columns where missing means 0, e.g. 5G data).
+    One aggregation over the frame (one row per region reaches the driver).
+
+    Args:
+        regions: columns ``region``, ``id_column`` and the ``required`` columns.
+        required: columns the model reads.
+        may_be_empty: required columns allowed to be all null.
+        min_users: regions smaller than this are not checked for all-null columns.
+
+    Raises:
+        JobError: naming the region(s) and the column(s) at fault.
+    """
+    absent = [c for c in ["region", id_column, *required] if c not in regions.columns]
+    if absent:
+        raise JobError(f"bronze regions: column(s) {absent} missing in every region "
+                       f"(columns present: {regions.columns})")
+    checked = [c for c in required if c not in set(may_be_empty) and c != id_column]
+    aggs = [F.count(F.lit(1)).alias("_users"), F.count(id_column).alias("_ids")]
+    aggs += [F.count(F.col(c)).alias(f"_nn{i}") for i, c in enumerate(checked)]
+    rows = regions.groupBy("region").agg(*aggs).collect()
+    problems = []
+    for row in rows:
+        if row["region"] is None:
+            problems.append(f"{row['_users']} user(s) have no region")
+            continue
+        if row["_ids"] != row["_users"]:
+            problems.append(f"region {row['region']}: {row['_users'] - row['_ids']} user(s) without {id_column}")
+        if row["_users"] >= min_users:
+            empty = [c for i, c in enumerate(checked) if row[f"_nn{i}"] == 0]
+            if empty:
+                problems.append(f"region {row['region']}: column(s) {empty} missing (all {row['_users']} values null)")
+    if problems:
+        raise JobError("bronze regions: " + "; ".join(problems) + ": nothing was written")
+    return {row["region"]: int(row["_users"]) for row in rows}
+
+
+# ---------------------------------------------------------------------------------------------
+# The scoring transform
+# ---------------------------------------------------------------------------------------------
+def tier_column(probability: str, tiers: dict) -> F.Column:
+    """``high`` / ``medium`` / ``low`` from ``probability`` >= the cut-offs in ``tiers``."""
+    p = F.col(probability)
+    return (F.when(p >= F.lit(float(tiers["high"])), "high")
+            .when(p >= F.lit(float(tiers["medium"])), "medium").otherwise("low"))
+
+
+def score_frame(model: Transformer, s: ScoreSettings) -> Callable[[DataFrame], DataFrame]:
+    """Curried transform: bronze-shaped region users -> gold score rows.
+
+    Input columns: ``region``, the id column and the model's raw inputs. Output columns:
+    ``SCORE_COLUMNS``: user_id, region, probability (positive class), prediction
+    (probability > threshold), decile (1 = top tenth of the region), rank (1 = highest probability
+    in the region, ties by user_id), tier, model_version, run_id, scored_at.
+    """
+    def _apply(df: DataFrame) -> DataFrame:
+        inputs = df.drop(*[c for c in _MODEL_OUTPUTS if c in df.columns])
+        out = model.transform(inputs)
+        p = vector_to_array(F.col("probability"))[1]
+        scored = out.select(F.col(s.id_column).cast("long").alias("user_id"), F.col("region").cast("string"),
+                            p.cast("double").alias("probability"))
+        order = Window.partitionBy("region").orderBy(F.col("probability").desc(), F.col("user_id").asc())
+        return scored.select(
+            "user_id", "region", "probability",
+            (F.col("probability") > F.lit(s.threshold)).cast("int").alias("prediction"),
+            F.ntile(s.deciles).over(order).cast("int").alias("decile"),
+            F.row_number().over(order).cast("long").alias("rank"),
+            tier_column("probability", s.tiers).alias("tier"),
+            F.lit(s.version).cast("string").alias("model_version"),
+            F.lit(s.run_id).cast("string").alias("run_id"),
+            F.lit(s.scored_at).cast("timestamp").alias("scored_at"),
+        )
+    return _apply
+
+
+def _is_concurrent_conflict(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return "Concurrent" in name or "MetadataChanged" in name or "ProtocolChanged" in name
+
+
+def _with_retry(fn: Callable[[], Any], what: str, attempts: int = 3) -> Any:
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - only Delta's optimistic-concurrency conflicts retry
+            if attempt == attempts or not _is_concurrent_conflict(exc):
+                raise
+            log.warning("%s: concurrent commit conflict (%s), retry %d", what, type(exc).__name__, attempt)
+            time.sleep(0.5 * attempt)
+    return None
+
+
+def ensure_scores_table(spark: SparkSession, path: str) -> None:
+    """Create the (empty) gold scores table, so concurrent first writes do not race to create it."""
+    if not tables.is_delta(spark, path):
+        (spark.createDataFrame([], SCORES_SCHEMA).write.format("delta").mode("append")
+         .partitionBy(*SCORE_PARTITIONS).save(path))
+
+
+def _write_region(model: Transformer, s: ScoreSettings, regions: DataFrame, region: str, path: str,
+                  pool: str | None = None) -> dict:
+    spark = regions.sparkSession
+    if pool:
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool)
+        spark.sparkContext.setJobGroup(f"score-{region}", f"score region {region}", interruptOnCancel=False)
+    try:
+        started = time.time()
+        df = regions.where(F.col("region") == F.lit(region)).transform(score_frame(model, s))
+        metrics = _with_retry(
+            lambda: tables.replace_partition(df, path, where={"run_id": s.run_id, "region": region},
+                                             partition_by=SCORE_PARTITIONS),
+            f"scores of region {region}")
+        return {"region": region, "rows": metrics.get("numOutputRows"), "seconds": round(time.time() - started, 3)}
+    finally:
+        if pool:
+            spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
+
+
+def delete_other_regions(spark: SparkSession, path: str, run_id: str, keep: Iterable[str]) -> None:
+    """Remove this run's rows of regions not scored now (a re-run with fewer regions replaces)."""
+    from delta.tables import DeltaTable
+
+    if not tables.is_delta(spark, path):
+        return
+    keep = sorted(set(keep))
+    cond = f"run_id = {tables.sql_literal(run_id)}"
+    if keep:
+        cond += " AND region NOT IN (" + ", ".join(tables.sql_literal(r) for r in keep) + ")"
+    DeltaTable.forPath(spark, path).delete(cond)
+
+
+def score_regions(spark: SparkSession, cfg: Config, model: Transformer, threshold: float, version: str,
+                  regions: DataFrame, mode: str | None = None, required: Sequence[str] | None = None,
+                  scored_at: dt.datetime | None = None, validated: dict[str, int] | None = None) -> dict:
+    """Score every region of ``regions`` with ``model`` into ``tables.gold_scores``.
+
+    Args:
+        spark: the session.
+        cfg: configuration (``score.*``, ``tables.gold_scores``, run id).
+        model: fitted pipeline taking bronze-shaped rows and adding ``probability``.
+        threshold: prospects are users with probability > threshold.
+        version: model version written to every row.
+        regions: bronze-shaped users with a ``region`` column (one run).
+        mode: ``parallel`` | ``single_pass`` | ``sequential`` (default ``score.mode``).
+        required: raw columns the model reads (default: derived from the pipeline's stages).
+        scored_at: timestamp for every row (default: now).
+        validated: users per region when the caller already ran :func:`validate_regions`.
+
+    Returns:
+        ``{"mode", "regions": {region: users}, "seconds", "writes": [...]}``.
+
+    Raises:
+        JobError: unknown mode, or a column missing (before any write).
+    """
+    mode = mode or cfg.get("score.mode")
+    if mode not in MODES:
+        raise JobError(f"score.mode must be one of {MODES}, got {mode!r}")
+    s = ScoreSettings.from_config(cfg, threshold, version, scored_at)
+    path = cfg.table("gold_scores")
+    if validated is None:
+        required = list(required) if required is not None else model_input_columns(model)
+        validated = validate_regions(regions, required, may_be_empty=zero_filled(cfg),
+                                     min_users=int(cfg.get("score.missing_column_min_users")),
+                                     id_column=s.id_column)
+    found = sorted(r for r, n in validated.items() if n > 0)
+    try:  # the whole plan must analyse (every column the model reads is there) before any write
+        regions.limit(0).transform(score_frame(model, s)).schema
+    except Exception as exc:  # noqa: BLE001 - reported as one clear error
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise JobError(f"bronze regions cannot be scored by model {version}: {first}: nothing was written") from exc
+    started = time.time()
+    writes: list[dict] = []
+    if found:
+        ensure_scores_table(spark, path)
+    if mode == "single_pass" and found:
+        df = regions.where(F.col("region").isin(found)).transform(score_frame(model, s))
+        metrics = tables.replace_partition(df, path, where={"run_id": s.run_id}, partition_by=SCORE_PARTITIONS)
+        writes.append({"region": "*", "rows": metrics.get("numOutputRows")})
+    elif mode == "sequential":
+        writes = [_write_region(model, s, regions, r, path) for r in found]
+    elif found:
+        workers = max(1, min(int(cfg.get("score.max_parallel")), len(found)))
+        log.info("scoring %d regions with %d threads (scheduler mode %s)", len(found), workers,
+                 spark.sparkContext.getConf().get("spark.scheduler.mode", "FIFO"))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="score") as pool:
+            futures = [pool.submit(_write_region, model, s, regions, r, path, f"score-{r}") for r in found]
+            writes = [f.result() for f in futures]
+    delete_other_regions(spark, path, s.run_id, found)
+    seconds = round(time.time() - started, 3)
+    log.info("scored %s users in %d region(s), mode %s, %.1f s", sum(validated.values()), len(found), mode, seconds)
+    return {"mode": mode, "regions": dict(sorted(validated.items())), "seconds": seconds, "writes": writes,
+            "scored_at": s.scored_at.isoformat()}
+
+
+def zero_filled(cfg: Config) -> list[str]:
+    """Feature codes whose missing value means 0/absent (dictionary impute ``zero``)."""
+    return [c.code for c in cfg.columns.features if c.impute == "zero"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Region summary
+# ---------------------------------------------------------------------------------------------
+def region_summary(scores: DataFrame, threshold: float, expected_regions: Iterable[str] = ()) -> DataFrame:
+    """Per run and region: users, prospects, prospect_share, mean_probability, expected_switchers.
+
+    Args:
+        scores: gold score rows (run_id, region, probability, prediction, tier, model_version, scored_at).
+        threshold: the threshold used (recorded in every row).
+        expected_regions: regions to report even when they have no users (0 users, null means).
+
+    Returns:
+        columns run_id, region, users (long), prospects (long), prospect_share (prospects / users),
+        mean_probability, expected_switchers (sum of probabilities), high, medium, low (users per
+        tier), threshold, model_version, scored_at.
+    """
+    agg = scores.groupBy("run_id", "region").agg(
+        F.count(F.lit(1)).alias("users"),
+        F.sum("prediction").cast("long").alias("prospects"),
+        F.avg("probability").alias("mean_probability"),
+        F.sum("probability").alias("expected_switchers"),
+        *[F.sum((F.col("tier") == t).cast("long")).alias(t) for t in ("high", "medium", "low")],
+        F.first("model_version").alias("model_version"),
+        F.max("scored_at").alias("scored_at"),
+    )
+    expected = sorted(set(expected_regions))
+    if expected:
+        spark = scores.sparkSession
+        runs = scores.select("run_id").distinct()
+        missing = spark.createDataFrame([(r,) for r in expected], "region string")
+        zero = (missing.crossJoin(runs).join(agg.select("run_id", "region"), ["run_id", "region"], "left_anti")
+                .select("run_id", "region", F.lit(0).cast("long").alias("users"),
+                        F.lit(0).cast("long").alias("prospects"),
+                        F.lit(None).cast("double").alias("mean_probability"),
+                        F.lit(0.0).alias("expected_switchers"),
+                        *[F.lit(0).cast("long").alias(t) for t in ("high", "medium", "low")],
+                        F.lit(None).cast("string").alias("model_version"),
+                        F.lit(None).cast("timestamp").alias("scored_at")))
+        agg = agg.unionByName(zero)
+    return agg.select(
+        "run_id", "region", "users", "prospects",
+        F.when(F.col("users") > 0, F.col("prospects") / F.col("users")).otherwise(F.lit(0.0)).alias("prospect_share"),
+        "mean_probability", "expected_switchers", "high", "medium", "low",
+        F.lit(float(threshold)).alias("threshold"), "model_version", "scored_at",
+    )
+
+
+def empty_summary(spark: SparkSession, run_id: str, regions: Iterable[str], threshold: float,
+                  version: str) -> DataFrame:
+    """Summary rows with 0 users for ``regions`` (the result of scoring nothing)."""
+    rows = [(run_id, r, 0, 0, 0.0, None, 0.0, 0, 0, 0, float(threshold), version, None) for r in sorted(set(regions))]
+    schema = ("run_id string, region string, users long, prospects long, prospect_share double, "
+              "mean_probability double, expected_switchers double, high long, medium long, low long, "
+              "threshold double, model_version string, scored_at timestamp")
+    return spark.createDataFrame(rows, schema)
+
+
+# ---------------------------------------------------------------------------------------------
+# The job
+# ---------------------------------------------------------------------------------------------
+def load_model(spark: SparkSession, cfg: Config, version: str | None = None):
+    """The registered model (``registry.load``), with a clear error when there is none."""
+    try:
+        from prospects import registry
+    except ImportError as exc:  # pragma: no cover - the registry ships with the training stage
+        raise JobError(f"no model registry available ({exc}): run the train stage first") from exc
+    try:
+        return registry.load(spark, cfg, version=version)
+    except JobError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to find a model is one clear message
+        what = f"version {version!r}" if version else "any version"
+        where = cfg.table("model_registry") if "model_registry" in cfg["tables"] else "the model registry"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise JobError(f"no registered model ({what}) found in {where}: run the train stage first "
+                       f"({type(exc).__name__}: {reason})") from exc
+
+
+def read_regions(spark: SparkSession, cfg: Config) -> tuple[DataFrame, str | None]:
+    """The latest run of ``bronze_regions`` (an empty frame when the table holds no run)."""
+    path = cfg.table("bronze_regions")
+    if not tables.is_delta(spark, path):
+        raise JobError(f"no bronze regions table at {path}: run the ingest stage first")
+    try:
+        return tables.read_run(spark, path)
+    except ValueError:
+        log.warning("bronze regions table %s holds no rows: nothing to score", path)
+        return tables.read(spark, path).limit(0), None
+
+
+def _training_users(spark: SparkSession, cfg: Config, row: dict | None) -> tuple[DataFrame | None, str]:
+    """Training users for the drift check: the model's training data when the registry names it."""
+    path = cfg.table("bronze_users")
+    if not tables.is_delta(spark, path):
+        return None, f"no bronze users table at {path}"
+    row = row or {}
+    same_table = row.get("training_table") in (None, path)
+    version = next((row[k] for k in ("training_table_version", "bronze_users_version", "data_version")
+                    if row.get(k) is not None), None) if same_table else None
+    run = next((row[k] for k in ("train_run_id", "training_run_id", "bronze_run_id", "data_run_id")
+                if row.get(k)), None)
+    df = tables.read(spark, path, int(version) if version is not None else None)
+    if run is None:
+        run = tables.latest_run_id(df.select("run_id"))
+    if run is None:
+        return None, f"{path} holds no run"
+    what = f"{path} run {run}" + (f" (version {version})" if version is not None else "")
+    return df.where(F.col("run_id") == run), what
+
+
+def run(cfg: Config, spark: SparkSession, version: str | None = None, mode: str | None = None) -> dict:
+    """Job entry: score every region of the latest bronze regions run with the registered model.
+
+    Steps: load the model (``score.model_version``, default latest) -> read and validate the
+    regions and the configured segment/action rules (before any write) -> gold scores ->
+    region summary -> segment profiles, actions, campaign list, drift -> figures.
+
+    Returns:
+        a JSON-able summary: model version, mode, per-region users/prospects/share, seconds,
+        drift warnings, figures.
+    """
+    from prospects import segments as seg
+
+    t0 = time.time()
+    version = version or cfg.get("score.model_version")
+    reg = load_model(spark, cfg, None if version in (None, "", "latest") else str(version))
+    model, threshold, model_version = reg.model, float(reg.threshold), str(reg.version)
+    regions, bronze_run = read_regions(spark, cfg)
+    features = [c.code for c in cfg.columns.features]
+    # raw columns the model reads: declared by its stages or listed by the registry, if dictionary features
+    required = [c for c in dict.fromkeys([*model_input_columns(model), *(getattr(reg, "features", None) or [])])
+                if c in features]
+    rules = seg.validate_rules(cfg, regions)                       # segment/action expressions parse
+    validated = validate_regions(regions, required, may_be_empty=zero_filled(cfg),
+                                 min_users=int(cfg.get("score.missing_column_min_users")),
+                                 id_column=cfg.get("dataset.id_column"))
+    expected = list(cfg.get("score.regions") or [])
+    for r in expected:
+        validated.setdefault(r, 0)
+    timings: dict[str, float] = {}
+    scored = score_regions(spark, cfg, model, threshold, model_version, regions, mode=mode, validated=validated)
+    timings["score"] = scored["seconds"]
+    found = [r for r, n in scored["regions"].items() if n > 0]
+
+    t = time.time()
+    summary_path = cfg.table("gold_region_summary")
+    if found:
+        scores, _ = tables.read_run(spark, cfg.table("gold_scores"), cfg.run_id)
+        summary = region_summary(scores, threshold, expected)
+    else:
+        scores = None
+        summary = empty_summary(spark, cfg.run_id, expected, threshold, model_version)
+    tables.replace_partition(summary, summary_path, where={"run_id": cfg.run_id}, partition_by=["run_id"])
+    summary_rows = [r.asDict() for r in tables.read_run(spark, summary_path, cfg.run_id)[0]
+                    .orderBy("region").collect()]
+    timings["summary"] = round(time.time() - t, 3)
+
+    train, train_what = _training_users(spark, cfg, getattr(reg, "row", None))
+    extra = seg.run_outputs(spark, cfg, regions if found else None, scores, summary_rows, rules,
+                            train, train_what)
+    timings.update(extra.pop("seconds", {}))
+    result = {
+        "model_version": model_version, "threshold": threshold, "mode": scored["mode"],
+        "bronze_run_id": bronze_run, "users": sum(scored["regions"].values()),
+        "regions": {r["region"]: {"users": r["users"], "prospects": r["prospects"],
+                                  "prospect_share": round(r["prospect_share"], 4),
+                                  "expected_switchers": round(r["expected_switchers"] or 0.0, 1)}
+                    for r in summary_rows},
+        "seconds": {**timings, "total": round(time.time() - t0, 3)},
+        **extra,
+    }
+    if not result["users"]:
+        result["warning"] = "no users to score: every output of this run is empty"
+        log.warning("no users to score in %s", cfg.table("bronze_regions"))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark: parallel vs single pass vs sequential, side by side in one application
+# ---------------------------------------------------------------------------------------------
+def bench_regions(spark: SparkSession, n_users: int, n_regions: int, seed: int = 42,
+                  run_id: str = "bench", first_id: int = 1_000_000_000) -> DataFrame:
+    """A bronze-shaped region frame: ``n_users`` generated users split evenly over ``n_regions``.
+
+    Regions are named ``R00``, ``R01``, ...; each holds a contiguous block of user ids.
+    """
+    from prospects import generator as gen
+
+    per = -(-n_users // n_regions)
+    df = gen.users(spark, first_id, n_users, seed, partitions=max(1, n_users // 500_000))
+    region = F.concat(F.lit("R"), F.lpad(F.floor((F.col("user_id") - first_id) / per).cast("string"), 2, "0"))
+    return (df.drop("product_no", "_eta").withColumn("region", region)
+            .withColumn("run_id", F.lit(run_id)).withColumn("ingested_at", F.current_timestamp()))
+
+
+def bench_model(spark: SparkSession, n_train: int = 20_000, seed: int = 7) -> PipelineModel:
+    """The cheap benchmark model: StringIndexer(X1, X5) + Imputer + VectorAssembler (12 columns) +
+    LogisticRegression, trained on ``n_train`` generated labelled users. Cheap on purpose: the
+    benchmark measures the scoring machinery (read, transform, rank windows, Delta writes)."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import Imputer, StringIndexer, VectorAssembler
+
+    from prospects import generator as gen
+
+    train = gen.with_labels(gen.users(spark, 1, n_train, seed, 2), seed, -2.2).drop("probability", "_eta")
+    nums = ["X2", "X3", "X4", "X6", "X9", "X12", "X26", "X29", "X36", "X38", "X42", "X43"]
+    pipe = Pipeline(stages=[
+        StringIndexer(inputCols=["X1", "X5"], outputCols=["_X1_idx", "_X5_idx"], handleInvalid="keep"),
+        Imputer(inputCols=nums, outputCols=[f"_{c}_imp" for c in nums], strategy="median"),
+        VectorAssembler(inputCols=["_X1_idx", "_X5_idx", *[f"_{c}_imp" for c in nums]], outputCol="features"),
+        LogisticRegression(maxIter=20, labelCol="label"),
+    ])
+    return pipe.fit(train)
+
+
+def benchmark(spark: SparkSession, cfg: Config, regions: DataFrame, model: Transformer,
+              modes: Sequence[str] = MODES, repeats: int = 1) -> list[dict]:
+    """Time :func:`score_regions` in each mode on the same input, one after the other (same session).
+
+    Returns:
+        one record per (mode, repeat): mode, users, regions, seconds.
+    """
+    validated = validate_regions(regions, model_input_columns(model), may_be_empty=zero_filled(cfg),
+                                 min_users=int(cfg.get("score.missing_column_min_users")))
+    users = sum(validated.values())
+    out = []
+    for i in range(repeats):
+        for mode in modes:
+            res = score_regions(spark, cfg, model, 0.5, "bench", regions, mode=mode, validated=validated)
+            out.append({"mode": mode, "repeat": i + 1, "users": users, "regions": len(validated),
+                        "seconds": res["seconds"]})
+            log.info("benchmark %s", out[-1])
+    return out
+
+
+def bench_main(argv: list[str] | None = None) -> int:
+    """``python -m prospects.scoring --users N --regions K --work DIR``: see docs/scoring.md."""
+    from prospects.cli import setup_logging
+    from prospects.config import load_config
+    from prospects.session import build_session
+
+    p = argparse.ArgumentParser(description="Benchmark the scoring modes on generated regions.")
+    p.add_argument("--users", type=int, default=60_000)
+    p.add_argument("--regions", type=int, default=2)
+    p.add_argument("--work", default="/tmp/score_bench", help="folder for the generated regions and outputs")
+    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--input", default=None, help="existing bronze-shaped Delta table (default: generate)")
+    p.add_argument("--scheduler", default="FAIR", choices=["FAIR", "FIFO"], help="spark.scheduler.mode")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    args = p.parse_args(argv)
+    setup_logging("INFO")
+    work = args.work.rstrip("/")
+    extra = {"spark": {"conf": {"spark.scheduler.mode": args.scheduler}}}
+    cfg = load_config(overrides=[f"paths.lakehouse={work}/lakehouse_{args.users}", "run.id=bench",
+                                 *args.overrides], extra=extra)
+    spark = build_session(cfg, app_name="prospects-score-bench")
+    source = args.input or join_path(work, f"regions_{args.users}_{args.regions}")
+    if not tables.is_delta(spark, source):
+        t = time.time()
+        (bench_regions(spark, args.users, args.regions).write.format("delta").mode("overwrite")
+         .partitionBy("run_id", "region").save(source))
+        log.info("generated %d users in %d regions at %s in %.1f s", args.users, args.regions, source, time.time() - t)
+    regions = tables.read(spark, source)
+    model = bench_model(spark)
+    results = benchmark(spark, cfg, regions, model, args.modes.split(","), args.repeats)
+    for r in results:
+        print(f"BENCH mode={r['mode']} repeat={r['repeat']} users={r['users']} regions={r['regions']} "
+              f"seconds={r['seconds']} scheduler={spark.sparkContext.getConf().get('spark.scheduler.mode', 'FIFO')} "
+              f"master={spark.sparkContext.master}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(bench_main())

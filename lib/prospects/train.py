@@ -1,0 +1,503 @@
+"""Training job: split, feature pipeline, tuned models, evaluation, figures, registry.
+
+Reads the current snapshot of ``bronze_users``, checks it, splits it (stratified by label, seeded),
+fits the feature pipeline (:mod:`prospects.features`) ONCE on the training split, transforms the
+three splits once (cached), then tunes each configured model type on top (grid search on the
+validation split, or k-fold cross-validation on the training split, ``train.parallelism`` fits at
+once), picks each type's best and the overall best by the validation metric, evaluates every best
+model on the held-out test split (:mod:`prospects.evaluation`; the oracle AUC beside it on generated
+data) and saves each as one PipelineModel ``feature stages + model`` registered in
+:mod:`prospects.registry`. Class imbalance is handled with balanced class weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.ml import PipelineModel
+from pyspark.ml.classification import (
+    DecisionTreeClassifier,
+    GBTClassifier,
+    LogisticRegression,
+    RandomForestClassifier,
+)
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from prospects import evaluation as ev
+from prospects import features as fe
+from prospects import registry, tables
+from prospects.cli import JobError
+from prospects.config import Config, join_path
+
+log = logging.getLogger(__name__)
+
+ESTIMATORS = {
+    "logistic_regression": LogisticRegression,
+    "decision_tree": DecisionTreeClassifier,
+    "random_forest": RandomForestClassifier,
+    "gbt": GBTClassifier,
+}
+WEIGHT_COL = "_weight"
+SPLIT_COL = "_split"
+META_COLUMNS = ("run_id", "ingested_at")
+SELECTION_METRICS = ("areaUnderROC", "areaUnderPR")
+
+
+class TrainingInputError(JobError, ValueError):
+    """The training table cannot be trained on; the message names the table, column and problem."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks and split
+# ---------------------------------------------------------------------------------------------
+def validate_input(df: DataFrame, cfg: Config, source: str) -> dict[int, int]:
+    """Check a bronze-shaped training frame before anything is fitted.
+
+    Checks: the label column exists; every column is known to the column dictionary (or is
+    ``run_id`` / ``ingested_at``); every feature the model uses is present; labels are 0/1, none
+    missing, both classes present.
+
+    Returns:
+        label value -> rows.
+
+    Raises:
+        TrainingInputError: naming ``source``, the column and the problem.
+    """
+    label = cfg.get("dataset.label_column")
+    id_col = cfg.get("dataset.id_column")
+    if label not in df.columns:
+        raise TrainingInputError(f"{source}: no label column '{label}' (columns: {', '.join(df.columns)})")
+    known = set(cfg.columns.codes) | {label, id_col, *META_COLUMNS}
+    unknown = [c for c in df.columns if c not in known]
+    if unknown:
+        raise TrainingInputError(
+            f"{source}: column(s) {unknown} are not in the column dictionary of use case '{cfg.use_case}' "
+            "(add them to dataset.columns, with role ignore to leave them out)")
+    if id_col not in df.columns:
+        raise TrainingInputError(f"{source}: no id column '{id_col}'")
+    absent = [c for c in fe.feature_codes(cfg) if c not in df.columns]
+    if absent:
+        raise TrainingInputError(f"{source}: feature column(s) {absent} of the dictionary are absent")
+    counts = {r[0]: int(r[1]) for r in df.groupBy(label).count().collect()}
+    if None in counts:
+        raise TrainingInputError(f"{source}: {counts[None]} row(s) have no value in label column '{label}'")
+    bad = sorted(str(v) for v in counts if v not in (0, 1))
+    if bad:
+        raise TrainingInputError(f"{source}: label column '{label}' holds values {bad}; expected 0 and 1")
+    if len(counts) < 2:
+        only = next(iter(counts), None)
+        raise TrainingInputError(
+            f"{source}: label column '{label}' has a single class ({only}) in {sum(counts.values())} rows; "
+            "a classifier needs both 0 and 1")
+    return {int(k): v for k, v in counts.items()}
+
+
+def split(df: DataFrame, label_col: str, id_col: str, fractions: dict[str, float], seed: int) -> DataFrame:
+    """Add ``_split`` (train | validation | test), stratified by label and deterministic for ``seed``.
+
+    Each user gets a uniform from a hash of (seed, id); within each class the cut points are the
+    class's approximate quantiles of that uniform at the train and train + validation fractions,
+    so every split holds the same share of each class (one aggregation, no window, no shuffle of
+    the users).
+    """
+    f_train, f_val = float(fractions.get("train", 0)), float(fractions.get("validation", 0))
+    f_test = float(fractions.get("test", 0))
+    if min(f_train, f_val, f_test) <= 0 or abs(f_train + f_val + f_test - 1.0) > 1e-6:
+        raise ValueError(f"train.fractions must be three positive shares summing to 1, got {fractions}")
+    u = (F.abs(F.xxhash64(F.lit(seed), F.col(id_col))) % F.lit(1 << 53)).cast("double") / F.lit(float(1 << 53))
+    with_u = df.withColumn("_u", u)
+    cuts = {r[0]: r[1] for r in with_u.groupBy(label_col).agg(
+        F.percentile_approx("_u", [f_train, f_train + f_val], 100000)).collect()}
+    c1 = F.lit(None).cast("double")
+    c2 = F.lit(None).cast("double")
+    for value, (a, b) in cuts.items():
+        c1 = F.when(F.col(label_col) == F.lit(value), F.lit(a)).otherwise(c1)
+        c2 = F.when(F.col(label_col) == F.lit(value), F.lit(b)).otherwise(c2)
+    part = (F.when(F.col("_u") <= c1, F.lit("train")).when(F.col("_u") <= c2, F.lit("validation"))
+            .otherwise(F.lit("test")))
+    return with_u.withColumn(SPLIT_COL, part).drop("_u")
+
+
+# ---------------------------------------------------------------------------------------------
+# Models and grids
+# ---------------------------------------------------------------------------------------------
+def make_estimator(model_type: str, cfg: Config, weighted: bool):
+    """An unfitted classifier on ``features`` / the label column (weights when ``weighted``)."""
+    if model_type not in ESTIMATORS:
+        raise ValueError(f"train.model_types: unknown model '{model_type}' (known: {sorted(ESTIMATORS)})")
+    est = ESTIMATORS[model_type](featuresCol=fe.FEATURES_COL, labelCol=cfg.get("dataset.label_column"),
+                                 predictionCol="prediction")
+    for name, value in (("probabilityCol", "probability"), ("rawPredictionCol", "rawPrediction")):
+        if est.hasParam(name):
+            est.set(est.getParam(name), value)
+    if weighted:
+        est.setWeightCol(WEIGHT_COL)
+    if est.hasParam("seed"):
+        est.setSeed(int(cfg.get("train.seed")))
+    return est
+
+
+def param_grid(est, grid: dict[str, list]) -> list[dict]:
+    """Spark param maps from a conf grid (``{param: [values]}``; empty list: Spark's default)."""
+    builder = ParamGridBuilder()
+    for name, values in (grid or {}).items():
+        if not est.hasParam(name):
+            raise ValueError(f"train.models: {type(est).__name__} has no parameter '{name}'")
+        if values is None or values == []:
+            continue
+        values = values if isinstance(values, list) else [values]
+        param = est.getParam(name)
+        builder.addGrid(param, [param.typeConverter(v) for v in values])
+    return builder.build()
+
+
+def describe_params(param_map: dict) -> dict[str, Any]:
+    return {p.name: v for p, v in sorted(param_map.items(), key=lambda kv: kv[0].name)}
+
+
+@dataclass
+class Candidate:
+    """The best model of one model type and how it was found."""
+
+    model_type: str
+    model: Any
+    params: dict[str, Any]
+    validation_score: float
+    fit_seconds: float
+    grid: list[dict] = field(default_factory=list)  # {"params", "score", "seconds"} per param map
+
+
+def tune(model_type: str, cfg: Config, train: DataFrame, validation: DataFrame, weighted: bool) -> Candidate:
+    """Grid-search one model type; the score is ``train.selection_metric`` on ``validation``.
+
+    ``train.tuning``: ``validation`` fits every param map on ``train`` and scores it on
+    ``validation``; ``cv`` runs Spark's CrossValidator (``train.folds``) on ``train`` and scores its
+    best model on ``validation``. Either way ``train.parallelism`` models are fitted at once.
+    """
+    metric = cfg.get("train.selection_metric")
+    if metric not in SELECTION_METRICS:
+        raise ValueError(f"train.selection_metric must be one of {SELECTION_METRICS}, got {metric!r}")
+    est = make_estimator(model_type, cfg, weighted)
+    maps = param_grid(est, (cfg.get("train.models") or {}).get(model_type, {})) or [{}]
+    parallelism = max(1, int(cfg.get("train.parallelism")))
+    label = cfg.get("dataset.label_column")
+
+    def val_score(model) -> float:
+        return ev.auc(ev.scored(model.transform(validation), label), metric)
+
+    started = time.time()
+    mode = cfg.get("train.tuning")
+    if mode == "cv":
+        evaluator = BinaryClassificationEvaluator(rawPredictionCol="probability", labelCol=label, metricName=metric)
+        cv = CrossValidator(estimator=est, estimatorParamMaps=maps, evaluator=evaluator,
+                            numFolds=int(cfg.get("train.folds")), parallelism=parallelism,
+                            seed=int(cfg.get("train.seed")))
+        cv_model = cv.fit(train)
+        best_i = max(range(len(maps)), key=lambda i: cv_model.avgMetrics[i])
+        model = cv_model.bestModel
+        grid = [{"params": describe_params(m), "score": float(s), "seconds": None}
+                for m, s in zip(maps, cv_model.avgMetrics)]
+        score = val_score(model)
+        best_params = describe_params(maps[best_i])
+    elif mode == "validation":
+        def fit_one(i: int):
+            t0 = time.time()
+            m = est.copy(maps[i]).fit(train)
+            return i, m, val_score(m), time.time() - t0
+
+        with ThreadPoolExecutor(max_workers=min(parallelism, len(maps))) as pool:
+            results = sorted(pool.map(fit_one, range(len(maps))), key=lambda r: r[0])
+        grid = [{"params": describe_params(maps[i]), "score": s, "seconds": round(sec, 2)}
+                for i, _, s, sec in results]
+        best_i, model, score, _ = max(results, key=lambda r: (r[2], -r[0]))
+        best_params = describe_params(maps[best_i])
+    else:
+        raise ValueError(f"train.tuning must be validation or cv, got {mode!r}")
+    seconds = time.time() - started
+    log.info("%s: best %s = %.4f with %s (%d param maps, %.1fs)", model_type, metric, score, best_params,
+             len(maps), seconds)
+    return Candidate(model_type, model, best_params, score, seconds, grid)
+
+
+def importances(model: Any) -> list[float]:
+    """Feature importances of a tree model, or |coefficients| of a logistic regression
+    (features are min-max scaled, so coefficients are comparable)."""
+    if hasattr(model, "featureImportances"):
+        return [float(v) for v in model.featureImportances.toArray()]
+    if hasattr(model, "coefficients"):
+        return [abs(float(v)) for v in model.coefficients.toArray()]
+    return []
+
+
+def with_threshold(model: Any, threshold: float) -> Any:
+    """Set ``thresholds = [1 - t, t]`` so the model's ``prediction`` is ``p > t``."""
+    t = min(max(threshold, 1e-6), 1 - 1e-6)
+    model.setThresholds([1.0 - t, t])
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# The job
+# ---------------------------------------------------------------------------------------------
+def _exists(spark: SparkSession, path: str) -> bool:
+    jvm = spark.sparkContext._jvm
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    return p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(p)
+
+
+def read_oracle(spark: SparkSession, cfg: Config) -> DataFrame | None:
+    """The generator's oracle probabilities (``user_id``, ``probability``), when the file exists."""
+    name = cfg.get("generator.oracle_file")
+    if not name:
+        return None
+    path = join_path(cfg.path("raw"), name)
+    if not _exists(spark, path):
+        log.info("no oracle file at %s: oracle AUC not computed", path)
+        return None
+    return spark.read.parquet(path)
+
+
+def run(cfg: Config, spark: SparkSession) -> dict:
+    """Job entry: train on the latest run of ``bronze_users`` and register the models."""
+    path = cfg.table("bronze_users")
+    df, bronze_run = tables.read_run(spark, path)
+    source = {"table": path, "version": tables.table_version(spark, path), "run_id": bronze_run}
+    return train(cfg, spark, df, source)
+
+
+def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict:
+    """Train, evaluate, save and register on a bronze-shaped frame.
+
+    Args:
+        df: bronze-shaped users (id, raw feature codes, label; ``run_id``/``ingested_at`` allowed).
+        source: lineage: ``table`` (path), ``version`` (Delta version), ``run_id`` (bronze run).
+
+    Returns:
+        JSON-able summary: version, chosen model, per-model validation and test metrics, oracle AUC,
+        rows, seconds, figures.
+    """
+    started = time.time()
+    label = cfg.get("dataset.label_column")
+    id_col = cfg.get("dataset.id_column")
+    table = source.get("table", "input")
+    counts = validate_input(df, cfg, table)
+    log.info("training input %s: %s rows by label", table, counts)
+    model_types = list(cfg.get("train.model_types") or [])
+    for m in model_types:
+        if m not in ESTIMATORS:
+            raise ValueError(f"train.model_types: unknown model '{m}' (known: {sorted(ESTIMATORS)})")
+    if not model_types:
+        raise ValueError("train.model_types is empty")
+    rule = cfg.get("train.threshold_rule")
+    if rule not in ev.THRESHOLD_RULES:
+        raise ValueError(f"train.threshold_rule must be one of {ev.THRESHOLD_RULES}, got {rule!r}")
+    pipeline = fe.build_feature_pipeline(cfg)
+
+    keep = [c for c in df.columns if c not in META_COLUMNS]
+    base = split(df.select(*keep), label, id_col, cfg.get("train.fractions"), int(cfg.get("train.seed"))).cache()
+    train_raw = base.where(F.col(SPLIT_COL) == "train").drop(SPLIT_COL)
+    t0 = time.time()
+    feature_model = pipeline.fit(train_raw)
+    feature_seconds = time.time() - t0
+    names = fe.feature_names(feature_model)
+    dropped = [d["drop"] for d in fe.dropped_by_correlation(feature_model) if d.get("drop")]
+    log.info("feature pipeline fitted in %.1fs: %d features, dropped by correlation %s",
+             feature_seconds, len(names), dropped)
+
+    weighted = cfg.get("train.class_weights") == "balanced"
+    prepared = {}
+    for part in ("train", "validation", "test"):
+        x = feature_model.transform(base.where(F.col(SPLIT_COL) == part).drop(SPLIT_COL))
+        x = x.select(id_col, F.col(label).cast("double").alias(label), fe.FEATURES_COL)
+        prepared[part] = x
+    n_train_pos_row = prepared["train"].agg(F.count(F.lit(1)), F.sum(label)).first()
+    n_train, pos_train = int(n_train_pos_row[0]), int(n_train_pos_row[1] or 0)
+    if pos_train in (0, n_train):
+        raise TrainingInputError(f"{table}: the training split has a single class; add data")
+    if weighted:
+        w1, w0 = n_train / (2.0 * pos_train), n_train / (2.0 * (n_train - pos_train))
+        prepared["train"] = prepared["train"].withColumn(
+            WEIGHT_COL, F.when(F.col(label) == 1, F.lit(w1)).otherwise(F.lit(w0)))
+    for part in prepared:
+        prepared[part] = prepared[part].cache()
+    rows = {part: prepared[part].count() for part in prepared}
+    base.unpersist()
+    log.info("split rows %s (train positives %d)", rows, pos_train)
+
+    phases = {"features": round(time.time() - t0, 1)}
+    t1 = time.time()
+    candidates = [tune(m, cfg, prepared["train"], prepared["validation"], weighted) for m in model_types]
+    phases["tuning"] = round(time.time() - t1, 1)
+    t1 = time.time()
+    metric = cfg.get("train.selection_metric")
+    chosen = max(candidates, key=lambda c: c.validation_score)
+
+    bins = int(cfg.get("train.curve_bins"))
+    shares = [float(s) for s in cfg.get("train.lift_shares") or []]
+    oracle = read_oracle(spark, cfg)
+    results: dict[str, ev.Evaluation] = {}
+    test_scores_oracle = None
+    for cand in candidates:
+        val_scores = ev.scored(cand.model.transform(prepared["validation"]), label).cache()
+        threshold = ev.choose_threshold(val_scores, rule, float(cfg.get("train.threshold_top_share")), bins)
+        val_scores.unpersist()
+        test_scores = ev.scored(cand.model.transform(prepared["test"]), label, keep=(id_col,)).cache()
+        results[cand.model_type] = ev.evaluate(test_scores, threshold, shares, bins)
+        if oracle is not None and test_scores_oracle is None:
+            test_scores_oracle = ev.oracle_scores(test_scores, oracle, id_col).cache()
+        test_scores.unpersist()
+    oracle_eval = None
+    if test_scores_oracle is not None:
+        if test_scores_oracle.count() == rows["test"]:
+            oracle_eval = ev.evaluate(test_scores_oracle, 0.5, shares, bins)
+        else:
+            log.warning("oracle file does not cover the test users: oracle AUC not computed")
+        test_scores_oracle.unpersist()
+    oracle_auc = oracle_eval.metrics["areaUnderROC"] if oracle_eval else None
+
+    phases["evaluation"] = round(time.time() - t1, 1)
+    t1 = time.time()
+
+    # -- save and register --------------------------------------------------------------------
+    version, number = registry.next_version(spark, cfg)
+    trained_at = registry.now()
+    save_all = bool(cfg.get("train.save_candidates"))
+    reg_rows, saved = [], {}
+    for cand in candidates:
+        res = results[cand.model_type]
+        is_chosen = cand is chosen
+        path = None
+        if save_all or is_chosen:
+            full = PipelineModel(stages=list(feature_model.stages) + [with_threshold(cand.model, res.threshold)])
+            path = registry.save_model(full, registry.model_path(cfg, version, cand.model_type))
+            saved[cand.model_type] = path
+        m = res.metrics
+        metrics = {f"test_{k}": float(v) for k, v in m.items()}
+        metrics[f"validation_{metric}"] = cand.validation_score
+        if oracle_auc is not None:
+            metrics["oracle_auc"] = oracle_auc
+        reg_rows.append({
+            "run_id": cfg.run_id, "version": version, "version_number": number, "use_case": cfg.use_case,
+            "model_type": cand.model_type, "is_chosen": is_chosen, "status": "chosen" if is_chosen else "candidate",
+            "params": registry.params_map(cand.params), "metrics": metrics, "selection_metric": metric,
+            "validation_score": cand.validation_score, "test_auc": m["areaUnderROC"], "test_pr_auc": m["areaUnderPR"],
+            "test_accuracy": m["accuracy"], "test_precision": m["precision_1"], "test_recall": m["recall_1"],
+            "test_f1": m["f1_1"], "oracle_auc": oracle_auc, "threshold": float(res.threshold),
+            "threshold_rule": rule, "features": names, "dropped_features": dropped, "label_column": label,
+            "model_path": path, "training_table": table, "training_table_version": source.get("version"),
+            "training_run_id": source.get("run_id"), "rows_train": rows["train"],
+            "rows_validation": rows["validation"], "rows_test": rows["test"], "positives_train": pos_train,
+            "fit_seconds": round(cand.fit_seconds, 3), "trained_at": trained_at,
+        })
+    phases["save_models"] = round(time.time() - t1, 1)
+    t1 = time.time()
+    registry.write_rows(spark, cfg, reg_rows)
+    _write_metrics(spark, cfg, version, candidates, results, oracle_eval)
+    phases["registry_tables"] = round(time.time() - t1, 1)
+    t1 = time.time()
+    figures = _figures(cfg, candidates, results, oracle_eval, names)
+    phases["figures"] = round(time.time() - t1, 1)
+    for part in prepared.values():
+        part.unpersist()
+
+    summary = {
+        "version": version, "chosen": chosen.model_type, "selection_metric": metric,
+        "oracle_auc": None if oracle_auc is None else round(oracle_auc, 4),
+        "rows": rows, "positives_train": pos_train, "features": len(names), "dropped_by_correlation": dropped,
+        "models": {c.model_type: {
+            "validation_score": round(c.validation_score, 4),
+            "test_auc": round(results[c.model_type].metrics["areaUnderROC"], 4),
+            "test_pr_auc": round(results[c.model_type].metrics["areaUnderPR"], 4),
+            "test_accuracy": round(results[c.model_type].metrics["accuracy"], 4),
+            "test_recall_1": round(results[c.model_type].metrics["recall_1"], 4),
+            "test_recall_0": round(results[c.model_type].metrics["recall_0"], 4),
+            "test_f1_1": round(results[c.model_type].metrics["f1_1"], 4),
+            "threshold": round(results[c.model_type].threshold, 4),
+            "params": c.params, "fit_seconds": round(c.fit_seconds, 1)} for c in candidates},
+        "model_paths": saved, "figures": figures,
+        "feature_seconds": round(feature_seconds, 1), "phase_seconds": phases,
+        "seconds": round(time.time() - started, 1),
+    }
+    log.info("train summary %s", json.dumps(summary, default=str))
+    return summary
+
+
+def _write_metrics(spark: SparkSession, cfg: Config, version: str, candidates: list[Candidate],
+                   results: dict[str, ev.Evaluation], oracle_eval: ev.Evaluation | None) -> None:
+    """Long-format metrics (``model_metrics``) and curve points (``model_curves``) of this run."""
+    rows = []
+    for cand in candidates:
+        for k, v in results[cand.model_type].metrics.items():
+            rows.append((cand.model_type, "test", k, float(v), None))
+        for g in cand.grid:
+            rows.append((cand.model_type, "grid", cfg.get("train.selection_metric"), float(g["score"]),
+                         json.dumps(g["params"], sort_keys=True, default=str)))
+        rows.append((cand.model_type, "validation", cfg.get("train.selection_metric"),
+                     float(cand.validation_score), json.dumps(cand.params, sort_keys=True, default=str)))
+    if oracle_eval is not None:
+        rows += [("oracle", "test", k, float(v), None) for k, v in oracle_eval.metrics.items()
+                 if k in ("areaUnderROC", "areaUnderPR", "rows", "positives", "base_rate")
+                 or k.startswith(("lift_", "capture_"))]
+    schema = T.StructType([T.StructField("model_type", T.StringType()), T.StructField("split", T.StringType()),
+                           T.StructField("metric", T.StringType()), T.StructField("value", T.DoubleType()),
+                           T.StructField("params", T.StringType())])
+    meta = [F.lit(cfg.run_id).alias("run_id"), F.lit(version).alias("version"), F.lit(cfg.use_case).alias("use_case")]
+    metrics_df = spark.createDataFrame(rows, schema).select(*meta, "*")
+    tables.replace_partition(metrics_df, cfg.table("model_metrics"), where={"run_id": cfg.run_id},
+                             partition_by=["run_id"])
+    points = []
+    evals = {c.model_type: results[c.model_type] for c in candidates}
+    if oracle_eval is not None:
+        evals["oracle"] = oracle_eval
+    for name, res in evals.items():
+        for curve, pts in res.curves.items():
+            points += [(name, curve, i, float(x), float(y), float(t)) for i, (x, y, t) in enumerate(pts)]
+    cschema = T.StructType([T.StructField("model_type", T.StringType()), T.StructField("curve", T.StringType()),
+                            T.StructField("point", T.IntegerType()), T.StructField("x", T.DoubleType()),
+                            T.StructField("y", T.DoubleType()), T.StructField("threshold", T.DoubleType())])
+    curves_df = spark.createDataFrame(points, cschema).select(*meta, "*")
+    tables.replace_partition(curves_df, cfg.table("model_curves"), where={"run_id": cfg.run_id},
+                             partition_by=["run_id"])
+
+
+def _figures(cfg: Config, candidates: list[Candidate], results: dict[str, ev.Evaluation],
+             oracle_eval: ev.Evaluation | None, names: list[str]) -> list[str]:
+    """ROC, PR and gains curves of all models, confusion matrices, feature importances."""
+    out_dir = join_path(cfg.path("reports"), cfg.run_id, "train")
+    curves = {c.model_type: results[c.model_type] for c in candidates}
+    if oracle_eval is not None:
+        curves["oracle"] = oracle_eval
+    roc = {k: v.curves["roc"] for k, v in curves.items()}
+    pr = {k: v.curves["pr"] for k, v in curves.items()}
+    gains = {k: v.curves["gains"] for k, v in curves.items()}
+    aucs = {k: v.metrics["areaUnderROC"] for k, v in curves.items()}
+    pr_aucs = {k: v.metrics["areaUnderPR"] for k, v in curves.items()}
+    base_rate = next(iter(results.values())).metrics["base_rate"]
+    figs = [
+        ev.plot_roc(roc, aucs, join_path(out_dir, "roc.png")),
+        ev.plot_pr(pr, pr_aucs, base_rate, join_path(out_dir, "pr.png")),
+        ev.plot_gains(gains, join_path(out_dir, "gains.png")),
+        ev.plot_confusions({c.model_type: results[c.model_type].confusion for c in candidates},
+                           {c.model_type: results[c.model_type].threshold for c in candidates},
+                           join_path(out_dir, "confusion_matrices.png")),
+    ]
+    readable = [fe.readable_feature(cfg, n) for n in names]
+    for cand in candidates:
+        values = importances(cand.model)
+        if len(values) == len(readable):
+            lr = cand.model_type == "logistic_regression"
+            figs.append(ev.plot_importances(
+                readable, values, join_path(out_dir, f"importance_{cand.model_type}.png"),
+                title=f"{cand.model_type}: " + ("|coefficient| on min-max scaled features" if lr
+                                                else "feature importance (impurity decrease)"),
+                xlabel="|coefficient|" if lr else "importance"))
+    return figs

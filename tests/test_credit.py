@@ -1,0 +1,105 @@
+"""Credit-card use case: demand and risk labels from known probabilities, label files, target list."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from prospects import credit, tables
+from prospects import generator as g
+
+
+@pytest.fixture(scope="module")
+def labelled(spark):
+    df = credit.with_credit_labels(g.users(spark, 1, 6000, seed=7, partitions=2), seed=7, offset=1000)
+    return df.drop("product_no", "_eta").cache()
+
+
+def test_labels_are_deterministic_and_partition_independent(spark, labelled):
+    other = credit.with_credit_labels(g.users(spark, 1, 6000, seed=7, partitions=5), seed=7, offset=1000)
+    joined = labelled.select("user_id", "demand_label", "risk_label").join(
+        other.select("user_id", F.col("demand_label").alias("d2"), F.col("risk_label").alias("r2")), "user_id")
+    assert joined.count() == 6000
+    assert joined.where("demand_label != d2 OR risk_label != r2").count() == 0
+    # another offset: independent draws, same probabilities
+    shifted = credit.with_credit_labels(g.users(spark, 1, 6000, seed=7, partitions=2), seed=7, offset=2000)
+    diff = labelled.select("user_id", "demand_label", "demand_probability").join(
+        shifted.select("user_id", F.col("demand_label").alias("d2"), F.col("demand_probability").alias("p2")),
+        "user_id")
+    assert diff.where("demand_probability != p2").count() == 0
+    assert diff.where("demand_label != d2").count() > 500
+
+
+def test_label_rates_follow_the_known_probabilities(labelled):
+    r = labelled.agg(F.avg("demand_label").alias("d"), F.avg("demand_probability").alias("pd"),
+                     F.avg("risk_label").alias("r"), F.avg("risk_probability").alias("pr")).first()
+    assert 0.2 < r["pd"] < 0.4 and 0.06 < r["pr"] < 0.18
+    # labels drawn from the probabilities: rates agree within ~3 standard errors on 6,000 users
+    assert r["d"] == pytest.approx(r["pd"], abs=0.018)
+    assert r["r"] == pytest.approx(r["pr"], abs=0.012)
+
+
+def rate(df, cond, label):
+    return df.where(cond).agg(F.avg(label)).first()[0]
+
+
+def test_known_effects_show_in_the_labels(labelled):
+    # risk: balance arrears (+1.6 on the logit) at least doubles the default rate
+    assert rate(labelled, "X24 > 0", "risk_label") > 2 * rate(labelled, "X24 = 0", "risk_label")
+    assert rate(labelled, "X4 <= 1", "risk_label") > rate(labelled, "X4 > 3", "risk_label")
+    # demand: 25-45 year olds and company users want cards more than the over-60s and rural users
+    assert rate(labelled, "X2 BETWEEN 25 AND 45", "demand_label") > rate(labelled, "X2 > 60", "demand_label") + 0.1
+    assert rate(labelled, "X5 = '集团用户'", "demand_label") > rate(labelled, "X5 = '农村用户'", "demand_label")
+    # higher ARPU, higher demand probability (exactly monotone in the formula, other terms equal)
+    hi = rate(labelled, "X15 > 60", "demand_probability")
+    lo = rate(labelled, "X15 < 25", "demand_probability")
+    assert hi > lo
+
+
+def test_write_labels_beside_the_train_set(spark, make_cfg, tmp_path):
+    cfg = make_cfg("credit", overrides=["generator.n_train=1500", "generator.regions={A: 300, B: null}",
+                                        "generator.seed=5"])
+    summary = credit.write_labels(cfg, spark)
+    raw = Path(cfg.path("raw"))
+    with open(raw / "credit_demand_label.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["user_id", "label"] and len(rows) == 1501
+    assert sorted(int(r[0]) for r in rows[1:]) == list(range(1, 1501))
+    expected = credit.with_credit_labels(g.users(spark, 1, 1500, 5, 1), 5, 1000)
+    want = {r["user_id"]: r["risk_label"] for r in expected.select("user_id", "risk_label").collect()}
+    with open(raw / "credit_risk_label.csv", newline="") as fh:
+        got = {int(r[0]): int(r[1]) for r in list(csv.reader(fh))[1:]}
+    assert got == want
+    assert summary["risk_rate"] == pytest.approx(sum(want.values()) / 1500, abs=1e-4)
+    oracle = spark.read.parquet(str(raw / "credit_oracle_probability"))
+    assert oracle.count() == 1800 and oracle.where("region = 'A'").count() == 300
+    assert oracle.where("region = 'A'").agg(F.min("user_id")).first()[0] == 1501
+
+
+def test_target_list_on_explicit_scores(spark):
+    demand = spark.createDataFrame([(1, "A", 0.9), (2, "A", 0.8), (3, "A", 0.4), (4, "B", 0.7), (5, "B", 0.95),
+                                    (6, "B", 0.7)], "user_id long, region string, probability double")
+    risk = spark.createDataFrame([(1, "A", 0.05), (2, "A", 0.30), (3, "A", 0.01), (4, "B", 0.10),
+                                  (5, "B", 0.15), (6, "B", 0.02)], "user_id long, region string, probability double")
+    out = credit.target_list(demand, risk, demand_min=0.5, risk_max=0.15)
+    got = [(r["region"], r["user_id"], r["rank"]) for r in out.orderBy("region", "rank").collect()]
+    # 2: risk too high; 3: demand too low; B: 5 first (0.95), then 6 and 4 tie at 0.7 -> lower risk first
+    assert got == [("A", 1, 1), ("B", 5, 1), ("B", 6, 2), ("B", 4, 3)]
+    summary = {r["region"]: r for r in credit.target_summary(demand, out).collect()}
+    assert summary["A"]["users"] == 3 and summary["A"]["targets"] == 1
+    assert summary["B"]["target_share"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="lack columns"):
+        credit.target_list(demand.drop("region"), risk, 0.5, 0.1)
+
+
+def test_run_targets_writes_the_table(spark, make_cfg):
+    cfg = make_cfg("credit", overrides=["run.id=c1"])
+    demand = spark.createDataFrame([(1, "A", 0.9), (2, "A", 0.2)], "user_id long, region string, probability double")
+    risk = spark.createDataFrame([(1, "A", 0.05), (2, "A", 0.01)], "user_id long, region string, probability double")
+    summary = credit.run_targets(cfg, spark, demand=demand, risk=risk)
+    assert summary["regions"]["A"]["targets"] == 1
+    written, run = tables.read_run(spark, cfg.table("credit_targets"))
+    assert run == "c1" and [r["user_id"] for r in written.collect()] == [1]

@@ -1,0 +1,196 @@
+"""Ingest: bronze tables, quarantine reasons, reconciliation, idempotence, personal data."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from prospects import generator, ingest, tables
+from prospects.cli import JobError
+
+PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+
+
+@pytest.fixture(scope="module")
+def clean_raw(spark, tmp_path_factory):
+    """Clean raw files: 80 training users, regions A (20) and B (30)."""
+    from prospects.config import load_config
+    from tests.conftest import tmp_settings
+
+    root = tmp_path_factory.mktemp("raw_small")
+    cfg = load_config(overrides=["generator.n_train=80", "generator.regions={A: 20, B: 30}"],
+                      extra=tmp_settings(root))
+    generator.generate(cfg, spark)
+    return root / "raw"
+
+
+@pytest.fixture
+def raw(clean_raw, tmp_path):
+    out = tmp_path / "raw"
+    shutil.copytree(clean_raw, out)
+    return out
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def write(path: Path, rows: list[str]) -> None:
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def quarantine(spark, cfg):
+    return tables.read(spark, cfg.table("quarantine")).where(F.col("run_id") == cfg.run_id)
+
+
+def test_clean_files_are_ingested_whole(spark, make_cfg, raw):
+    cfg = make_cfg(overrides=["run.id=r1"])
+    summary = ingest.run(cfg, spark)
+    assert summary["reconciled"] and summary["rows_quarantined"] == 0
+    assert (summary["users"], summary["region_users"], summary["regions"]) == (80, 50, ["A", "B"])
+    users = tables.read(spark, cfg.table("bronze_users"))
+    assert "product_no" not in users.columns
+    schema = dict(users.dtypes)
+    assert (schema["user_id"], schema["X1"], schema["X2"], schema["X3"], schema["label"]) == (
+        "bigint", "string", "bigint", "double", "int")
+    regions = tables.read(spark, cfg.table("bronze_regions"))
+    assert {r["region"]: r["n"] for r in regions.groupBy("region").agg(F.count("*").alias("n")).collect()} == {
+        "A": 20, "B": 30}
+    assert "label" not in regions.columns
+    # the raw values survive typing: the first user's line, field by field
+    first = lines(raw / "train_set.csv")[1].split(",")
+    row = users.where("user_id = 1").first()
+    assert row["X1"] == first[2] and row["X2"] == int(first[3]) and row["X5"] == first[6]
+    assert row["X6"] == pytest.approx(float(first[7]))
+    log = tables.read(spark, cfg.table("run_log")).where("job = 'ingest' AND run_id = 'r1'").first()
+    assert (log["rows_read"], log["rows_accepted"], log["rows_quarantined"], log["reconciled"]) == (
+        80 + 80 + 50, 210, 0, True)
+
+
+def test_each_kind_of_bad_row_is_quarantined_with_its_reason(spark, make_cfg, raw):
+    train = lines(raw / "train_set.csv")
+    header, rows = train[0], train[1:]
+    by_id = {int(r.split(",")[0]): r for r in rows}
+    fields = by_id[3].split(",")
+    bad = [
+        ",".join(by_id[1].split(",")[:-1]),                      # 1: a field short
+        by_id[2] + ",surplus",                                   # 2: a field too many
+        ",".join(fields[:3] + ["forty"] + fields[4:]),           # 3: non-numeric age
+        "," + ",".join(by_id[4].split(",")[1:]),                 # (id lost): missing user_id
+        "x9," + ",".join(by_id[9].split(",")[1:]),               # (id lost): bad user_id
+    ]
+    conflicting = by_id[5].replace(",先生,", ",女士,") if ",先生," in by_id[5] else by_id[5].replace(",女士,", ",先生,")
+    keep = [r for i, r in by_id.items() if i not in (1, 2, 3, 4, 9)]
+    write(raw / "train_set.csv", [header] + bad + keep + [conflicting, by_id[6]])  # 5 conflicts, 6 copied
+    labels = lines(raw / "train_label.csv")
+    lab = {int(r.split(",")[0]): r for r in labels[1:]}
+    lab[7] = "7,2"                     # label outside {0,1}
+    del lab[8]                         # user without label
+    write(raw / "train_label.csv", [labels[0]] + list(lab.values()) + ["999999,1"])  # label without user
+
+    cfg = make_cfg(overrides=["run.id=bad"])
+    summary = ingest.run(cfg, spark)
+    q = {(r["source_kind"], r["id"], r["reason"]) for r in quarantine(spark, cfg).collect()}
+    expected = {
+        ("train", "1", "wrong_field_count"), ("train", "2", "wrong_field_count"), ("train", "3", "non_numeric"),
+        ("train", None, "missing_id"), ("train", "x9", "bad_id"),
+        ("train", "5", "conflicting_duplicate_id"), ("train", "5", "conflicting_duplicate_id"),
+        ("train", "6", "duplicate_row"),
+        ("labels", "7", "bad_label"), ("train", "7", "user_without_label"),
+        ("train", "8", "user_without_label"), ("labels", "999999", "label_without_user"),
+        # labels whose users were rejected for a row-level reason have no user left
+        ("labels", "1", "label_without_user"), ("labels", "2", "label_without_user"),
+        ("labels", "3", "label_without_user"), ("labels", "4", "label_without_user"),
+        ("labels", "5", "label_without_user"), ("labels", "9", "label_without_user"),
+    }
+    assert q == expected
+    details = {r["reason"]: r["detail"] for r in quarantine(spark, cfg).collect()}
+    assert details["wrong_field_count"] in ("expected 45 fields, found 44", "expected 45 fields, found 46")
+    assert details["non_numeric"] == "not a number in X2: forty"
+    assert details["bad_label"] == "label must be one of ['0', '1'], found 2"
+    users = tables.read(spark, cfg.table("bronze_users"))
+    ids = [r[0] for r in users.select("user_id").collect()]
+    assert sorted(ids) == sorted(set(range(1, 81)) - {1, 2, 3, 4, 5, 7, 8, 9})  # 6 kept once
+    assert summary["reconciled"]
+    assert summary["rows_read"] == summary["rows_accepted"] + summary["rows_quarantined"]
+    train_file = next(f for f in summary["files"] if f.endswith("train_set.csv"))
+    assert summary["files"][train_file] == {"read": 82, "accepted": 72, "quarantined": 10}
+
+
+def test_rerun_replaces_and_a_new_run_appends(spark, make_cfg, raw):
+    cfg = make_cfg(overrides=["run.id=2026-10-01"])
+    ingest.run(cfg, spark)
+    ingest.run(cfg, spark)
+    users = tables.read(spark, cfg.table("bronze_users"))
+    assert users.count() == 80
+    assert tables.read(spark, cfg.table("bronze_regions")).count() == 50
+    assert tables.read(spark, cfg.table("run_log")).count() == 1
+    ingest.run(make_cfg(overrides=["run.id=2026-11-01"]), spark)
+    counts = {r["run_id"]: r["n"] for r in tables.read(spark, cfg.table("bronze_users"))
+              .groupBy("run_id").agg(F.count("*").alias("n")).collect()}
+    assert counts == {"2026-10-01": 80, "2026-11-01": 80}
+    latest, run = tables.read_run(spark, cfg.table("bronze_users"))
+    assert run == "2026-11-01" and latest.count() == 80
+
+
+def test_personal_data_never_reaches_a_table(spark, make_cfg, raw):
+    phones = {r.split(",")[1] for r in lines(raw / "train_set.csv")[1:]}
+    train = lines(raw / "train_set.csv")
+    write(raw / "train_set.csv", train + [train[1] + ",surplus"])  # a rejected line carrying a phone number
+    cfg = make_cfg(overrides=["run.id=pii"])
+    ingest.run(cfg, spark)
+    for key in ("bronze_users", "bronze_regions", "quarantine", "run_log"):
+        df = tables.read(spark, cfg.table(key))
+        text_cols = [c for c, t in df.dtypes if t == "string"]
+        blob = " ".join(" ".join(str(v) for v in r) for r in df.select(*text_cols).collect())
+        assert not PHONE.search(blob), key
+        assert not any(p in blob for p in phones), key
+    raw_line = quarantine(spark, cfg).first()["raw_line"]
+    assert raw_line.split(",")[1] == "***"
+
+
+def test_hash_mode_keeps_a_salted_hash(spark, make_cfg, raw, monkeypatch):
+    monkeypatch.setenv("PROSPECTS_PII_SALT", "pepper")
+    cfg = make_cfg(overrides=["run.id=h", "ingest.pii_mode=hash"])
+    ingest.run(cfg, spark)
+    users = tables.read(spark, cfg.table("bronze_users"))
+    assert "product_no" not in users.columns and "product_no_hash" in users.columns
+    phone = lines(raw / "train_set.csv")[1].split(",")[1]
+    import hashlib
+    expected = hashlib.sha256(("pepper" + phone).encode()).hexdigest()
+    assert users.where("user_id = 1").first()["product_no_hash"] == expected
+
+
+def test_hash_mode_without_salt_is_an_error(spark, make_cfg, raw, monkeypatch):
+    monkeypatch.delenv("PROSPECTS_PII_SALT", raising=False)
+    with pytest.raises(JobError, match="PROSPECTS_PII_SALT is not set"):
+        ingest.run(make_cfg(overrides=["ingest.pii_mode=hash"]), spark)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda raw: (raw / "train_label.csv").unlink(), "input file not found: .*train_label.csv"),
+    (lambda raw: (raw / "train_set.csv").write_text(""), "input file is empty: .*train_set.csv"),
+    (lambda raw: (raw / "result_predict_B.csv").write_text(lines(raw / "result_predict_B.csv")[0] + "\n"),
+     "header but no data rows: .*result_predict_B.csv"),
+    (lambda raw: write(raw / "train_set.csv", [lines(raw / "train_set.csv")[0].replace("X7", "X7b")]
+                       + lines(raw / "train_set.csv")[1:]),
+     r"header of .*train_set.csv does not match the column dictionary .*missing \['X7'\] unexpected \['X7b'\]"),
+])
+def test_unusable_input_stops_and_writes_nothing(spark, make_cfg, raw, tmp_path, damage, message):
+    damage(raw)
+    with pytest.raises(JobError, match=message):
+        ingest.run(make_cfg(), spark)
+    assert not (tmp_path / "lakehouse").exists()
+
+
+def test_parquet_input(spark, make_cfg, tmp_path):
+    cfg = make_cfg(overrides=["dataset.format=parquet", "generator.n_train=60", "generator.regions={A: 15}",
+                              "run.id=pq"])
+    generator.generate(cfg, spark)
+    summary = ingest.run(cfg, spark)
+    assert (summary["users"], summary["region_users"], summary["rows_quarantined"]) == (60, 15, 0)
+    assert "product_no" not in tables.read(spark, cfg.table("bronze_users")).columns
