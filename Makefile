@@ -8,18 +8,22 @@ JARS := .cache/jars/resolved.txt
 SIZES ?= 200000,1000000
 ARGS ?=
 
-.PHONY: setup demo test lint bench clean help
+.PHONY: setup demo test lint bench churn credit clean help
 help:
 	@echo "make demo   - set up if needed, generate a user base, run every stage on local Spark + Delta"
 	@echo "make test   - set up if needed, run the test suite"
 	@echo "make setup  - virtual environment, pinned packages, Delta jars (once; offline afterwards)"
 	@echo "make bench SIZES=200000,1000000 - benchmark against the pandas/scikit-learn reference"
+	@echo "make churn  - churn use case on the IBM Telco sample: ingest, profile, train, insights, A/B test"
+	@echo "make credit - credit-card use case: labels, demand and risk models, per-region target list"
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -e .
+	# notebooks run on this environment's Python (the wheel's kernel spec would run `python` from PATH)
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)
 
 $(JARS): $(STAMP) conf/base.yml
@@ -38,6 +42,24 @@ lint: setup
 
 bench: setup
 	$(PY) -m jobs.bench --sizes $(SIZES) $(ARGS)
+
+# Churn on the real IBM Telco sample (../shared/data/telco_churn); outcomes of the A/B test are
+# simulated (abtest.simulated_retention) until real ones are given with abtest.outcomes_path.
+CHURN_SIM := --set "abtest.simulated_retention={data_bonus: 0.62, contract_discount: 0.68, control: 0.55}"
+churn: setup
+	$(PY) -m jobs.pipeline --use-case telco_churn --stages ingest,profile,train,report $(ARGS)
+	$(PY) -m jobs.churn_insights --use-case telco_churn $(ARGS)
+	$(PY) -m jobs.ab_assign --use-case telco_churn $(ARGS)
+	$(PY) -m jobs.ab_analyze --use-case telco_churn $(CHURN_SIM) $(ARGS)
+
+# Credit-card prospects on the generated user base (generated with the fiveg layout when absent).
+CREDIT_RISK := --set dataset.label_file=credit_risk_label.csv --set paths.lakehouse=lakehouse/credit_risk
+credit: setup
+	test -f data/raw/train_set.csv || $(PY) -m jobs.generate $(ARGS)
+	$(PY) -m jobs.credit_labels --use-case credit $(ARGS)
+	$(PY) -m jobs.pipeline --use-case credit --stages ingest,train,score $(ARGS)
+	$(PY) -m jobs.pipeline --use-case credit --stages ingest,train,score $(CREDIT_RISK) $(ARGS)
+	$(PY) -m jobs.credit_targets --use-case credit $(ARGS)
 
 clean:
 	rm -rf lakehouse data/raw dist build .pytest_cache

@@ -41,9 +41,7 @@ def deep_merge(a: dict, b: dict) -> dict:
 def tmp_settings(root: Path) -> dict:
     return {
         "spark": TEST_SPARK,
-        "paths": {"raw": str(root / "raw"), "lakehouse": str(root / "lakehouse"),
-                  "models": str(root / "lakehouse" / "models"),
-                  "reports": str(root / "lakehouse" / "reports")},
+        "paths": {"raw": str(root / "raw"), "lakehouse": str(root / "lakehouse")},
     }
 
 

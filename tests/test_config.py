@@ -69,6 +69,12 @@ def test_unknown_environment_and_use_case():
         load_config(use_case="nosuch")
 
 
+def test_models_and_reports_follow_the_lakehouse():
+    cfg = load_config(overrides=["paths.lakehouse=s3a://bucket/lh"])
+    assert (cfg.path("models"), cfg.path("reports")) == ("s3a://bucket/lh/models", "s3a://bucket/lh/reports")
+    assert load_config(overrides=["paths.models=/m"]).path("models") == "/m"
+
+
 def test_run_id_defaults_to_run_date():
     cfg = load_config(overrides=["run.date=2026-10-01"])
     assert cfg.run_id == "2026-10-01"

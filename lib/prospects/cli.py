@@ -93,8 +93,8 @@ def main_for(
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     started = time.time()
-    summary: dict[str, Any] = {"job": job, "status": "failed", "started_at":
-                               dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    summary: dict[str, Any] = {"job": job, "status": "failed", "run_id": args.run_id or args.run_date,
+                               "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     try:
         cfg = config_from_args(args)
         summary.update(run_id=cfg.run_id, use_case=cfg.use_case, env=cfg.env)

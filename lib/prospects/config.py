@@ -182,8 +182,17 @@ class Config:
         return str(self.get("run.id") or self.run_date)
 
     def path(self, key: str) -> str:
-        """Absolute-or-URI path of ``paths.<key>`` (relative paths are kept relative to cwd)."""
-        return _resolve(self.data["paths"][key])
+        """Absolute path or URI of ``paths.<key>`` (relative paths are taken from the cwd).
+
+        ``models`` and ``reports`` default to folders of the lakehouse, so that moving the
+        lakehouse (e.g. to s3a://) moves them too.
+        """
+        value = self.data["paths"].get(key)
+        if value is None and key in ("models", "reports"):
+            return join_path(self.path("lakehouse"), key)
+        if value is None:
+            raise ConfigError(f"paths.{key} is not set")
+        return _resolve(value)
 
     def table(self, key: str) -> str:
         """Location of Delta table ``tables.<key>`` under paths.lakehouse."""

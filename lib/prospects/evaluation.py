@@ -273,7 +273,7 @@ def plot_roc(curves: dict[str, list[tuple[float, float, float]]], aucs: dict[str
         ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], style,
                 label=f"{name} (AUC {aucs.get(name, math.nan):.3f})")
     ax.plot([0, 1], [0, 1], ":", color="grey", label="random")
-    ax.set(xlabel="false positive rate (non-switchers flagged)", ylabel="true positive rate (switchers found)",
+    ax.set(xlabel="false positive rate (negatives flagged)", ylabel="true positive rate (positives found)",
            title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
@@ -289,7 +289,7 @@ def plot_pr(curves: dict[str, list[tuple[float, float, float]]], aucs: dict[str,
         ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], style,
                 label=f"{name} (PR AUC {aucs.get(name, math.nan):.3f})")
     ax.axhline(base_rate, linestyle=":", color="grey", label=f"no skill ({base_rate:.2f})")
-    ax.set(xlabel="recall (share of switchers found)", ylabel="precision (switchers among flagged)",
+    ax.set(xlabel="recall (share of positives found)", ylabel="precision (positives among flagged)",
            title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="upper right", fontsize=8)
     return _save(fig, path)
@@ -306,7 +306,7 @@ def plot_gains(curves: dict[str, list[tuple[float, float, float]]], path: str,
     for s in (0.1, 0.2):
         ax.axvline(s, color="lightgrey", linewidth=0.8)
     ax.set(xlabel="share of users targeted (highest probability first)",
-           ylabel="capture rate (share of all switchers)", title=title, xlim=(0, 1), ylim=(0, 1.01))
+           ylabel="capture rate (share of all positives)", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 

@@ -97,7 +97,9 @@ def _latent(df: DataFrame, rnd: Uniforms) -> DataFrame:
         n(2).alias("_z_value"), n(3).alias("_z_data"), n(4).alias("_z_voice"),
         u(5).alias("_u_age"), n(6).alias("_z_age"), u(7).alias("_u_tenure"), u(8).alias("_u_tenure2"),
     )
-    age = F.least(F.greatest(F.round(38 + 12 * F.col("_z_age")), F.lit(13)), F.lit(85)).cast("long")
+    # Ages below 13 are reflected above it (a clamp would pile ~2% of users onto age 13).
+    age_raw = F.round(38 + 12 * F.col("_z_age"))
+    age = F.least(F.when(age_raw < 13, 26 - age_raw).otherwise(age_raw), F.lit(85)).cast("long")
     # Tenure 1 is the most common value (45%): with about 20% switchers overall, that is the only
     # way for tenure 2-10 to switch at 25-30% and tenure > 10 above 30% (SPEC 1.2).
     tenure = (F.when(F.col("_u_tenure") < 0.45, F.lit(1))
@@ -127,7 +129,7 @@ def _latent(df: DataFrame, rnd: Uniforms) -> DataFrame:
         (u(16) < 0.03).cast("long").alias("X37"),
         (u(17) < 0.08).cast("long").alias("X41"),
         (u(18) < 0.60).cast("long").alias("X42"),
-        u(19).alias("_u_work"),
+        u(19).alias("_u_work"), u(30).alias("_u_bb_flag"),
         (u(20) < 0.20).cast("double").alias("_c_terminal"),
         (u(21) < 0.30).cast("double").alias("_c_package"),
         u(22).alias("_u_c_bb"), (u(23) < 0.05).cast("double").alias("_c_5g"),
@@ -215,7 +217,8 @@ def _raw_columns(df: DataFrame, share: dict) -> DataFrame:
     cols["X27"] = block("broadband", F.lit(1.0))
     cols["X28"] = block("consumption", F.col("_util"))
     cols["X29"] = F.col("X29")
-    cols["X30"] = has_broadband.cast("long")
+    # The broadband-user flag also marks 5% of users whose bandwidth is not on record.
+    cols["X30"] = (has_broadband | (F.col("_u_bb_flag") < 0.05)).cast("long")
     cols["X31"] = block("signing", F.col("_c_terminal"))
     cols["X32"] = block("package", F.element_at(F.array(*[F.lit(v) for v in PACKAGE_VALUES]), F.col("_pkg"))
                         + F.round(F.col("_u_months") * 4 - 2, 0))

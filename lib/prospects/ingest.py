@@ -348,21 +348,28 @@ def _quarantine_rows(df: DataFrame, source_kind: Column, region: Column, cfg: Co
 def run(cfg: Config, spark: SparkSession) -> dict:
     """Ingest every input of the use case into bronze Delta tables (see module doc).
 
-    Whole-stage code generation is off while it runs: for a delivery of ~45 columns the fused
-    parse outgrows the JVM's 64 KB method limit, Spark then falls back to per-operator code
-    anyway, after a costly failed compile of every such stage.
+    Two optimizer settings are changed while it runs, for plans as wide as a delivery (~45
+    columns parsed, typed and checked, then a window and joins):
+
+    - whole-stage code generation off: the fused parse outgrows the JVM's 64 KB method limit, and
+      Spark falls back to per-operator code anyway, after a costly failed compile of each stage;
+    - constraint propagation off: inferring constraints through the many aliased columns is
+      combinatorial (measured: over 7 minutes of optimizer time for an 80-row file).
 
     Raises:
         IngestError: a missing or empty input, or a header that does not match the dictionary;
             nothing is written then.
     """
     persisted: list[DataFrame] = []
-    previous = spark.conf.get("spark.sql.codegen.wholeStage")
-    spark.conf.set("spark.sql.codegen.wholeStage", "false")
+    settings = {"spark.sql.codegen.wholeStage": "false", "spark.sql.constraintPropagation.enabled": "false"}
+    previous = {k: spark.conf.get(k) for k in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
     try:
         return _ingest(cfg, spark, persisted)
     finally:
-        spark.conf.set("spark.sql.codegen.wholeStage", previous)
+        for key, value in previous.items():
+            spark.conf.set(key, value)
         for df in persisted:
             df.unpersist()
 
@@ -374,7 +381,8 @@ def _ingest(cfg: Config, spark: SparkSession, persisted: list[DataFrame]) -> dic
     srcs = sources(spark, cfg)
     label_separate = any(s.kind == "labels" for s in srcs)
 
-    # 1. Parse every input (checks headers and emptiness before anything is written).
+    # 1. Parse every input; a missing or empty file or a wrong header stops here, before any plan
+    #    over the data is built and before anything is written.
     parsed: dict[str, DataFrame] = {}
     for s in srcs:
         files = list_files(spark, s.path)
@@ -383,6 +391,8 @@ def _ingest(cfg: Config, spark: SparkSession, persisted: list[DataFrame]) -> dic
             lines = read_csv_lines(spark, cfg, s, files).withColumn("raw_line", mask_line(cfg, s.kind))
         else:
             lines = read_parquet_rows(spark, cfg, s, files)
+        if lines.select("line").limit(1).count() == 0:  # reads up to the first data line only
+            raise IngestError(f"input file has a header but no data rows: {s.path}")
         rows = parse_rows(lines, cfg, s.kind)
         key = s.kind if s.kind != "region" else f"region:{s.region}"
         rows = rows.withColumn("source_kind", F.lit(s.kind)).withColumn("region", F.lit(s.region).cast("string"))
@@ -447,9 +457,6 @@ def _ingest(cfg: Config, spark: SparkSession, persisted: list[DataFrame]) -> dic
         reads = reads.unionByName(extra.select("source_kind", "region", "source_file"))
     read_rows = reads.groupBy("source_kind", "region", "source_file").agg(F.count(F.lit(1)).alias("n")).collect()
     read_counts = {r["source_file"]: r["n"] for r in read_rows}
-    for src in srcs:
-        if not any(r["n"] for r in read_rows if (r["source_kind"], r["region"]) == (src.kind, src.region)):
-            raise IngestError(f"input file has a header but no data rows: {src.path}")
     quarantine = keep(quarantine)
     q_rows = quarantine.groupBy("source_kind", "source_file", "reason").agg(F.count(F.lit(1)).alias("n")).collect()
     q_counts: dict[str, int] = {}

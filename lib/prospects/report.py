@@ -52,12 +52,14 @@ def render(cfg: Config, index: list[dict], summary: list[dict], files: list[str]
              "| table | rows in this run | version | location |", "|---|---:|---:|---|"]
     lines += [f"| {t['table']} | {t['rows']:,} | {t['version']} | {t['path']} |" for t in index]
     if summary:
-        keys = [k for k in ("region", "users_scored", "prospects", "prospect_share", "mean_probability",
-                            "expected_switchers", "threshold") if k in summary[0]]
+        keys = [k for k in ("region", "users", "prospects", "prospect_share", "mean_probability",
+                            "expected_switchers", "high", "medium", "low", "threshold", "model_version")
+                if k in summary[0]]
         lines += ["", "## Region summary", "", "| " + " | ".join(keys) + " |",
                   "|" + "---|" * len(keys)]
         for row in summary:
-            cells = [f"{row[k]:,.4f}" if isinstance(row[k], float) else
+            cells = [f"{row[k]:.2%}" if k == "prospect_share" else
+                     f"{row[k]:,.4f}" if isinstance(row[k], float) else
                      (f"{row[k]:,}" if isinstance(row[k], int) else str(row[k])) for k in keys]
             lines.append("| " + " | ".join(cells) + " |")
     if files:

@@ -202,7 +202,7 @@ def score_frame(model: Transformer, s: ScoreSettings) -> Callable[[DataFrame], D
         inputs = df.drop(*[c for c in _MODEL_OUTPUTS if c in df.columns])
         out = model.transform(inputs)
         p = vector_to_array(F.col("probability"))[1]
-        scored = out.select(F.col(s.id_column).cast("long").alias("user_id"), F.col("region").cast("string"),
+        scored = out.select(F.col(s.id_column).alias("user_id"), F.col("region").cast("string"),
                             p.cast("double").alias("probability"))
         order = Window.partitionBy("region").orderBy(F.col("probability").desc(), F.col("user_id").asc())
         return scored.select(
@@ -308,6 +308,8 @@ def score_regions(spark: SparkSession, cfg: Config, model: Transformer, threshol
                                      min_users=int(cfg.get("score.missing_column_min_users")),
                                      id_column=s.id_column)
     found = sorted(r for r, n in validated.items() if n > 0)
+    restricted = bool(cfg.get("score.only_regions"))  # other regions of the run are left as they are
+    mode = "sequential" if restricted and mode == "single_pass" else mode
     try:  # the whole plan must analyse (every column the model reads is there) before any write
         regions.limit(0).transform(score_frame(model, s)).schema
     except Exception as exc:  # noqa: BLE001 - reported as one clear error
@@ -330,7 +332,8 @@ def score_regions(spark: SparkSession, cfg: Config, model: Transformer, threshol
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="score") as pool:
             futures = [pool.submit(_write_region, model, s, regions, r, path, f"score-{r}") for r in found]
             writes = [f.result() for f in futures]
-    delete_other_regions(spark, path, s.run_id, found)
+    if not restricted:
+        delete_other_regions(spark, path, s.run_id, found)
     seconds = round(time.time() - started, 3)
     log.info("scored %s users in %d region(s), mode %s, %.1f s", sum(validated.values()), len(found), mode, seconds)
     return {"mode": mode, "regions": dict(sorted(validated.items())), "seconds": seconds, "writes": writes,
@@ -470,6 +473,9 @@ def run(cfg: Config, spark: SparkSession, version: str | None = None, mode: str 
     reg = load_model(spark, cfg, None if version in (None, "", "latest") else str(version))
     model, threshold, model_version = reg.model, float(reg.threshold), str(reg.version)
     regions, bronze_run = read_regions(spark, cfg)
+    only = [str(r) for r in cfg.get("score.only_regions") or []]
+    if only:
+        regions = regions.where(F.col("region").isin(only))
     features = [c.code for c in cfg.columns.features]
     # raw columns the model reads: declared by its stages or listed by the registry, if dictionary features
     required = [c for c in dict.fromkeys([*model_input_columns(model), *(getattr(reg, "features", None) or [])])
@@ -485,6 +491,9 @@ def run(cfg: Config, spark: SparkSession, version: str | None = None, mode: str 
     scored = score_regions(spark, cfg, model, threshold, model_version, regions, mode=mode, validated=validated)
     timings["score"] = scored["seconds"]
     found = [r for r, n in scored["regions"].items() if n > 0]
+    if only:  # run-level outputs (summary, segments, ...) are refreshed by an unrestricted run
+        return {"model_version": model_version, "mode": scored["mode"], "only_regions": only,
+                "bronze_run_id": bronze_run, "regions": {r: scored["regions"].get(r, 0) for r in only}}
 
     t = time.time()
     summary_path = cfg.table("gold_region_summary")

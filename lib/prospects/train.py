@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,11 +43,33 @@ from prospects.config import Config, join_path
 
 log = logging.getLogger(__name__)
 
+def xgboost_rf(featuresCol: str = "features", labelCol: str = "label", predictionCol: str = "prediction"):
+    """A random forest trained by XGBoost on Spark (``xgboost.spark.SparkXGBClassifier``).
+
+    Random-forest mode: ONE boosting round (``n_estimators=1``, ``learning_rate=1``) growing
+    ``num_parallel_tree`` trees at once, each on a 63.2% row subsample (``subsample=0.632``, the
+    share of distinct rows in a bootstrap sample) with per-node column sampling
+    (``colsample_bynode``; :func:`make_estimator` sets sqrt(p)/p like Spark's and scikit-learn's
+    ``sqrt`` rule), histogram split finding (``tree_method=hist``, ``max_bin`` 256). The grid of
+    ``train.models.xgboost_rf`` sets ``max_depth`` and ``num_parallel_tree`` (and may override any
+    other param, e.g. ``num_workers``). Same model family as ``random_forest``, several times faster
+    (docs/benchmarks/README.md). ``probability`` is a vector like Spark's classifiers; the model has no
+    ``thresholds`` param: its own ``prediction`` is ``p > 0.5`` and scoring applies the registered
+    threshold to the probability.
+    """
+    from xgboost.spark import SparkXGBClassifier
+
+    return SparkXGBClassifier(features_col=featuresCol, label_col=labelCol, prediction_col=predictionCol,
+                              n_estimators=1, learning_rate=1.0, subsample=0.632, tree_method="hist",
+                              num_parallel_tree=100, max_depth=10)
+
+
 ESTIMATORS = {
     "logistic_regression": LogisticRegression,
     "decision_tree": DecisionTreeClassifier,
     "random_forest": RandomForestClassifier,
     "gbt": GBTClassifier,
+    "xgboost_rf": xgboost_rf,
 }
 WEIGHT_COL = "_weight"
 SPLIT_COL = "_split"
@@ -130,8 +155,22 @@ def split(df: DataFrame, label_col: str, id_col: str, fractions: dict[str, float
 # ---------------------------------------------------------------------------------------------
 # Models and grids
 # ---------------------------------------------------------------------------------------------
-def make_estimator(model_type: str, cfg: Config, weighted: bool):
-    """An unfitted classifier on ``features`` / the label column (weights when ``weighted``)."""
+def xgboost_workers(spark: SparkSession) -> int:
+    """Barrier tasks for XGBoost: the cores of a local master, else Spark's default parallelism."""
+    master = spark.sparkContext.master
+    m = re.match(r"local\[(\d+|\*)", master)
+    if m:
+        return (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1))
+    if master == "local":
+        return 1
+    return max(1, spark.sparkContext.defaultParallelism)
+
+
+def make_estimator(model_type: str, cfg: Config, weighted: bool, n_features: int | None = None):
+    """An unfitted classifier on ``features`` / the label column (weights when ``weighted``).
+
+    ``n_features`` (slots of ``features``) sets XGBoost's per-node column share to sqrt(p)/p.
+    """
     if model_type not in ESTIMATORS:
         raise ValueError(f"train.model_types: unknown model '{model_type}' (known: {sorted(ESTIMATORS)})")
     est = ESTIMATORS[model_type](featuresCol=fe.FEATURES_COL, labelCol=cfg.get("dataset.label_column"),
@@ -140,9 +179,14 @@ def make_estimator(model_type: str, cfg: Config, weighted: bool):
         if est.hasParam(name):
             est.set(est.getParam(name), value)
     if weighted:
-        est.setWeightCol(WEIGHT_COL)
+        est.set(est.getParam("weightCol"), WEIGHT_COL)
     if est.hasParam("seed"):
         est.setSeed(int(cfg.get("train.seed")))
+    if model_type == "xgboost_rf":
+        est.set(est.getParam("random_state"), int(cfg.get("train.seed")))
+        est.set(est.getParam("num_workers"), xgboost_workers(SparkSession.getActiveSession()))
+        if n_features:
+            est.set(est.getParam("colsample_bynode"), min(1.0, math.sqrt(n_features) / n_features))
     return est
 
 
@@ -176,7 +220,8 @@ class Candidate:
     grid: list[dict] = field(default_factory=list)  # {"params", "score", "seconds"} per param map
 
 
-def tune(model_type: str, cfg: Config, train: DataFrame, validation: DataFrame, weighted: bool) -> Candidate:
+def tune(model_type: str, cfg: Config, train: DataFrame, validation: DataFrame, weighted: bool,
+         n_features: int | None = None) -> Candidate:
     """Grid-search one model type; the score is ``train.selection_metric`` on ``validation``.
 
     ``train.tuning``: ``validation`` fits every param map on ``train`` and scores it on
@@ -186,7 +231,7 @@ def tune(model_type: str, cfg: Config, train: DataFrame, validation: DataFrame, 
     metric = cfg.get("train.selection_metric")
     if metric not in SELECTION_METRICS:
         raise ValueError(f"train.selection_metric must be one of {SELECTION_METRICS}, got {metric!r}")
-    est = make_estimator(model_type, cfg, weighted)
+    est = make_estimator(model_type, cfg, weighted, n_features)
     maps = param_grid(est, (cfg.get("train.models") or {}).get(model_type, {})) or [{}]
     parallelism = max(1, int(cfg.get("train.parallelism")))
     label = cfg.get("dataset.label_column")
@@ -233,6 +278,12 @@ def importances(model: Any) -> list[float]:
     (features are min-max scaled, so coefficients are comparable)."""
     if hasattr(model, "featureImportances"):
         return [float(v) for v in model.featureImportances.toArray()]
+    if hasattr(model, "get_booster"):  # XGBoost: total gain per slot f0..f{p-1}, normalised
+        gains = model.get_booster().get_score(importance_type="total_gain")
+        n = int(model.get_booster().num_features())
+        values = [float(gains.get(f"f{i}", 0.0)) for i in range(n)]
+        total = sum(values) or 1.0
+        return [v / total for v in values]
     if hasattr(model, "coefficients"):
         return [abs(float(v)) for v in model.coefficients.toArray()]
     return []
@@ -240,6 +291,8 @@ def importances(model: Any) -> list[float]:
 
 def with_threshold(model: Any, threshold: float) -> Any:
     """Set ``thresholds = [1 - t, t]`` so the model's ``prediction`` is ``p > t``."""
+    if not model.hasParam("thresholds"):  # XGBoost: scoring applies the registered threshold
+        return model
     t = min(max(threshold, 1e-6), 1 - 1e-6)
     model.setThresholds([1.0 - t, t])
     return model
@@ -335,7 +388,7 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
 
     phases = {"features": round(time.time() - t0, 1)}
     t1 = time.time()
-    candidates = [tune(m, cfg, prepared["train"], prepared["validation"], weighted) for m in model_types]
+    candidates = [tune(m, cfg, prepared["train"], prepared["validation"], weighted, len(names)) for m in model_types]
     phases["tuning"] = round(time.time() - t1, 1)
     t1 = time.time()
     metric = cfg.get("train.selection_metric")
