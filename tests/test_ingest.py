@@ -194,3 +194,37 @@ def test_parquet_input(spark, make_cfg, tmp_path):
     summary = ingest.run(cfg, spark)
     assert (summary["users"], summary["region_users"], summary["rows_quarantined"]) == (60, 15, 0)
     assert "product_no" not in tables.read(spark, cfg.table("bronze_users")).columns
+
+
+def test_parquet_bad_rows_are_quarantined_with_a_raw_line(spark, make_cfg, tmp_path):
+    """The Parquet path (typed columns, no text parse) gives the CSV path's reasons."""
+    cfg = make_cfg(overrides=["dataset.format=parquet", "generator.n_train=40", "generator.regions={A: 10}",
+                              "run.id=pqbad"])
+    generator.generate(cfg, spark)
+    raw_dir = Path(cfg.path("raw"))
+    train = spark.read.parquet(str(raw_dir / "train_set")).withColumn("X2", F.col("X2").cast("string"))
+    train = (train.where(~F.col("user_id").isin(1, 2))
+             .unionByName(train.where("user_id = 1").withColumn("X2", F.lit("forty")))     # non-numeric
+             .unionByName(train.where("user_id = 2").withColumn("user_id", F.lit(None)))   # missing id
+             .unionByName(train.where("user_id = 3"))                                      # exact copy
+             .unionByName(train.where("user_id = 4").withColumn("X4", F.col("X4") + 1)))   # conflicting
+    labels = spark.read.parquet(str(raw_dir / "train_label"))
+    labels = (labels.where("user_id != 5")
+              .unionByName(labels.where("user_id = 5").withColumn("label", F.lit(2)))      # bad label
+              .unionByName(spark.createDataFrame([(999999, 1)], labels.schema)))           # label without user
+    for name, df in (("train_set", train), ("train_label", labels)):
+        df.coalesce(1).write.parquet(str(raw_dir / f"{name}_new"))
+        shutil.rmtree(raw_dir / name)
+        (raw_dir / f"{name}_new").rename(raw_dir / name)
+    summary = ingest.run(cfg, spark)
+    q = quarantine(spark, cfg).collect()
+    got = {(r["source_kind"], r["id"], r["reason"]) for r in q}
+    assert {("train", "1", "non_numeric"), ("train", None, "missing_id"), ("train", "3", "duplicate_row"),
+            ("train", "4", "conflicting_duplicate_id"), ("labels", "5", "bad_label"),
+            ("train", "5", "user_without_label"), ("labels", "999999", "label_without_user")} <= got
+    assert all(r["raw_line"] for r in q) and all("***" in r["raw_line"] for r in q if r["source_kind"] == "train")
+    details = {r["reason"]: r["detail"] for r in q}
+    assert details["non_numeric"] == "not a number in X2: forty"
+    assert summary["reconciled"] and summary["rows_read"] == summary["rows_accepted"] + summary["rows_quarantined"]
+    ids = {r[0] for r in tables.read(spark, cfg.table("bronze_users")).select("user_id").collect()}
+    assert 3 in ids and not ids & {1, 2, 4, 5}

@@ -190,25 +190,89 @@ def read_csv_lines(spark: SparkSession, cfg: Config, source: Source, files: list
     return df.withColumn("fields", fields)
 
 
-def read_parquet_rows(spark: SparkSession, cfg: Config, source: Source, files: list[str]) -> DataFrame:
-    """Parquet rows as the same shape as CSV lines (``fields`` as strings, ``line`` as JSON)."""
-    expected = expected_columns(cfg, source.kind)
+_INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+_NUMERIC = _INTEGRAL + (T.FloatType, T.DoubleType, T.DecimalType)
+
+
+def parse_parquet_rows(spark: SparkSession, cfg: Config, source: Source, files: list[str]) -> DataFrame:
+    """Parquet rows typed from their columns: the output of :func:`parse_rows`, without text.
+
+    A Parquet file is already typed, so no value goes through strings or regular expressions (the
+    CSV path's cost): a numeric column is cast to the dictionary's type (an integer-typed column
+    keeps only whole values, as in CSV), a text column holding numbers is parsed with ``try_cast``
+    (a value that does not parse is ``non_numeric``). ``line`` is a 64-bit hash of the row's values:
+    it only serves :func:`mark_duplicates` (exact copies have the same hash; two different rows
+    sharing a hash, odds about 1 in 10^19 per pair, would be taken for copies). ``raw_line`` (the
+    row as JSON, personal data masked) is computed for rows rejected here; rows rejected later
+    (duplicates, orphans) get theirs from :func:`row_json` when the quarantine is assembled.
+
+    Raises:
+        IngestError: a dictionary column is missing from the files.
+    """
+    d: ColumnDictionary = cfg.columns
+    id_col, label_col = cfg.get("dataset.id_column"), cfg.get("dataset.label_column")
+    names = expected_columns(cfg, source.kind)
     df = spark.read.parquet(*files)
-    missing = [c for c in expected if c not in df.columns]
+    missing = [c for c in names if c not in df.columns]
     if missing:
         raise IngestError(f"{source.path} lacks columns of the dictionary: {missing}")
-    df = df.select(F.col("_metadata.file_path").alias("source_file"), *expected)
+    specs = {c: (d[c] if c in d else ColumnSpec(c, c, "label", "string", role="label")) for c in names}
+    is_label = {c: c == label_col and specs[c].role == "label" for c in names}
+
+    def typed(c: str) -> Column:
+        src, raw = df.schema[c].dataType, F.col(c)
+        if is_label[c]:
+            return label_value(raw.cast("string"), cfg.get("dataset.label_values"))
+        if specs[c].type == "string":
+            return raw.cast("string")
+        if isinstance(src, _INTEGRAL):
+            return raw.cast("long") if specs[c].type != "float" else raw.cast("double")
+        num = raw.cast("double") if isinstance(src, _NUMERIC) else F.trim(raw.cast("string")).try_cast("double")
+        return num if specs[c].type == "float" else F.when(num == F.floor(num), num.cast("long"))
+
+    parsed = df.select(F.col("_metadata.file_path").alias("source_file"),
+                       F.xxhash64(*[F.col(c) for c in names]).cast("string").alias("line"),
+                       F.col(id_col).cast("string").alias("id"),
+                       *[typed(c).cast(T.IntegerType() if is_label[c] else specs[c].spark_type).alias(c)
+                         for c in names],
+                       *[F.col(c).alias(f"_raw_{c}") for c in names])
+    numeric = [c for c in names if specs[c].type != "string" and not is_label[c] and specs[c].role != "id"
+               and not isinstance(df.schema[c].dataType, _NUMERIC)]   # only text can fail to parse
+    bad_numeric = F.coalesce(*[F.when(F.col(f"_raw_{c}").isNotNull() & F.col(c).isNull(),
+                                      F.concat(F.lit(f"{c}: "), F.col(f"_raw_{c}").cast("string")))
+                               for c in numeric]) if numeric else F.lit(None).cast("string")
+    reason = (F.when(F.col("id").isNull(), F.lit(MISSING_ID))
+              .when(F.col(id_col).isNull(), F.lit(BAD_ID))
+              .when(bad_numeric.isNotNull(), F.lit(NON_NUMERIC)))
+    detail = (F.when(F.col("id").isNull(), F.lit(f"{id_col} is empty"))
+              .when(F.col(id_col).isNull(),
+                    F.concat(F.lit(f"{id_col} is not a valid {specs[id_col].type}: "), F.col("id")))
+              .when(bad_numeric.isNotNull(), F.concat(F.lit("not a number in "), bad_numeric)))
+    if label_col in names:
+        allowed = sorted((cfg.get("dataset.label_values") or {"0": 0, "1": 1}).keys())
+        reason = reason.when(F.col(label_col).isNull(), F.lit(BAD_LABEL))
+        detail = detail.when(F.col(label_col).isNull(), F.concat(
+            F.lit(f"{label_col} must be one of {allowed}, found "),
+            F.coalesce(F.col(f"_raw_{label_col}").cast("string"), F.lit("empty"))))
     pii = {s.code for s in cfg.columns.pii}
-    shown = [F.lit(MASK).alias(c) if c in pii else F.col(c) for c in expected]
-    return df.select("source_file",
-                     F.to_json(F.struct(*expected)).alias("line"),
-                     F.to_json(F.struct(*shown)).alias("raw_line"),
-                     F.array(*[F.col(c).cast("string") for c in expected]).alias("fields"))
+    shown = [F.lit(MASK).alias(c) if c in pii else F.col(f"_raw_{c}").alias(c) for c in names]
+    out = parsed.select("*", reason.alias("reason"), detail.alias("detail"))
+    return out.select("source_file", "line",
+                      F.when(F.col("reason").isNotNull(), F.to_json(F.struct(*shown))).alias("raw_line"),
+                      "id", *names, "reason", "detail")
+
+
+def row_json(cfg: Config, columns: list[str]) -> Column:
+    """The typed row as JSON, personal data masked: the raw line of a Parquet row rejected late."""
+    pii = {s.code for s in cfg.columns.pii}
+    return F.to_json(F.struct(*[F.lit(MASK).alias(c) if c in pii else F.col(c) for c in columns]))
 
 
 def _clean(raw: Column) -> Column:
-    """Trim, drop surrounding quotes, empty -> null."""
-    v = F.regexp_replace(F.trim(raw), r'^"(.*)"$', "$1")
+    """Trim, drop surrounding quotes, empty -> null (string functions, no regular expression)."""
+    v = F.trim(raw)
+    quoted = v.startswith('"') & v.endswith('"') & (F.length(v) >= 2)
+    v = F.when(quoted, F.substring(v, F.lit(2), F.length(v) - 2)).otherwise(v)
     return F.when(v == "", F.lit(None)).otherwise(v)
 
 
@@ -284,9 +348,13 @@ def parse_rows(df: DataFrame, cfg: Config, kind: str) -> DataFrame:
 def mark_duplicates(df: DataFrame, id_col: str, partition: list[str] | None = None) -> DataFrame:
     """Duplicate ids among rows without a reason: exact copies keep one, conflicting rows keep none.
 
-    One window (one shuffle and sort) per id: the row count and the smallest and largest line.
+    First one aggregate (ids only) looks for any duplicate id; ``df`` itself is returned when there
+    is none, the usual case. Otherwise one window (one shuffle and sort of the rows) per id: the row
+    count and the smallest and largest line.
     """
     keys = (partition or []) + [id_col]
+    if df.where(F.col("reason").isNull()).groupBy(*keys).count().where(F.col("count") > 1).limit(1).count() == 0:
+        return df
     by_id = Window.partitionBy(*keys).orderBy("line", "source_file")
     whole = by_id.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     ok = F.col("reason").isNull()
@@ -361,7 +429,9 @@ def run(cfg: Config, spark: SparkSession) -> dict:
             nothing is written then.
     """
     persisted: list[DataFrame] = []
-    settings = {"spark.sql.codegen.wholeStage": "false", "spark.sql.constraintPropagation.enabled": "false"}
+    settings = {"spark.sql.constraintPropagation.enabled": "false"}
+    if cfg.get("dataset.format") == "csv":
+        settings["spark.sql.codegen.wholeStage"] = "false"
     previous = {k: spark.conf.get(k) for k in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)
@@ -383,81 +453,104 @@ def _ingest(cfg: Config, spark: SparkSession, persisted: list[DataFrame]) -> dic
 
     # 1. Parse every input; a missing or empty file or a wrong header stops here, before any plan
     #    over the data is built and before anything is written.
+    def keep(df: DataFrame) -> DataFrame:
+        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        persisted.append(df)
+        return df
+
     parsed: dict[str, DataFrame] = {}
     for s in srcs:
         files = list_files(spark, s.path)
         if cfg.get("dataset.format") == "csv":
             check_headers(spark, cfg, s, files)
             lines = read_csv_lines(spark, cfg, s, files).withColumn("raw_line", mask_line(cfg, s.kind))
+            if lines.select("line").limit(1).count() == 0:  # reads up to the first data line only
+                raise IngestError(f"input file has a header but no data rows: {s.path}")
+            rows = parse_rows(lines, cfg, s.kind)
         else:
-            lines = read_parquet_rows(spark, cfg, s, files)
-        if lines.select("line").limit(1).count() == 0:  # reads up to the first data line only
-            raise IngestError(f"input file has a header but no data rows: {s.path}")
-        rows = parse_rows(lines, cfg, s.kind)
+            rows = parse_parquet_rows(spark, cfg, s, files)
+            if rows.select("source_file").limit(1).count() == 0:
+                raise IngestError(f"input has no data rows: {s.path}")
         key = s.kind if s.kind != "region" else f"region:{s.region}"
         rows = rows.withColumn("source_kind", F.lit(s.kind)).withColumn("region", F.lit(s.region).cast("string"))
         parsed[key] = rows
 
     regions = [s.region for s in srcs if s.kind == "region"]
-    train = mark_duplicates(parsed["train"], id_col)
+    # CSV rows are cached once parsed (the text parse is the cost); Parquet rows are not: every
+    # later pass reads only the columns it needs (the duplicate check reads the ids alone).
+    cache_parsed = cfg.get("dataset.format") == "csv"
+
+    def deduplicated(df: DataFrame, partition: list[str] | None = None) -> DataFrame:
+        base = keep(df) if cache_parsed else df
+        marked = mark_duplicates(base, id_col, partition)
+        return base if marked is base else keep(marked)
+
+    train = deduplicated(parsed["train"])
+    labels = deduplicated(parsed["labels"]) if label_separate else None
     region_rows = None
     for r in regions:
         part = parsed[f"region:{r}"]
         region_rows = part if region_rows is None else region_rows.unionByName(part)
     if region_rows is not None:
-        region_rows = mark_duplicates(region_rows, id_col, ["region"])
+        region_rows = deduplicated(region_rows, ["region"])
 
-    def keep(df: DataFrame) -> DataFrame:
-        df = df.persist(StorageLevel.MEMORY_AND_DISK)
-        persisted.append(df)
-        return df
-
-    train = keep(train)
-    feature_cols = [s.code for s in d if s.role not in ("pii", "ignore", "label") and s.code != id_col]
-    pii = pii_columns(cfg, train)
-    if label_separate:
-        labels = keep(mark_duplicates(parsed["labels"], id_col))
-        ok_users = train.where(F.col("reason").isNull()).alias("u")
-        ok_labels = labels.where(F.col("reason").isNull()).select(
-            F.col(id_col).alias("_lid"), F.col(label_col).alias("_label"), F.col("raw_line").alias("_lline"),
-            F.col("source_file").alias("_lsource"))
-        joined = keep(ok_users.join(ok_labels, ok_users[id_col] == ok_labels["_lid"], "full_outer"))
-        accepted = joined.where(F.col(id_col).isNotNull() & F.col("_lid").isNotNull()) \
-                         .withColumn(label_col, F.col("_label"))
-        orphan_users = joined.where(F.col("_lid").isNull()).select(
-            "source_file", "id", F.lit(USER_WITHOUT_LABEL).alias("reason"),
-            F.lit(f"no valid row in {cfg.get('dataset.label_file')} for this {id_col}").alias("detail"),
-            "raw_line", F.lit("train").alias("source_kind"), F.lit(None).cast("string").alias("region"))
-        orphan_labels = joined.where(F.col(id_col).isNull()).select(
-            F.col("_lsource").alias("source_file"), F.col("_lid").cast("string").alias("id"),
-            F.lit(LABEL_WITHOUT_USER).alias("reason"),
-            F.lit(f"no valid row in {cfg.get('dataset.train_file')} for this {id_col}").alias("detail"),
-            F.col("_lline").alias("raw_line"), F.lit("labels").alias("source_kind"),
-            F.lit(None).cast("string").alias("region"))
-        rejected_parts = [train.where(F.col("reason").isNotNull()), labels.where(F.col("reason").isNotNull()),
-                          orphan_users, orphan_labels]
-    else:
-        accepted = train.where(F.col("reason").isNull())
-        rejected_parts = [train.where(F.col("reason").isNotNull())]
-        labels = None
-    if region_rows is not None:
-        region_rows = keep(region_rows)
-        rejected_parts.append(region_rows.where(F.col("reason").isNotNull()))
-
-    cols = ["source_file", "id", "reason", "detail", "raw_line", "source_kind", "region"]
-    quarantine = rejected_parts[0].select(*cols)
-    for extra in rejected_parts[1:]:
-        quarantine = quarantine.unionByName(extra.select(*cols))
-    quarantine = _quarantine_rows(quarantine, F.col("source_kind"), F.col("region"), cfg)
-
-    # 2. Before writing: lines read per file (one job) and quarantined per file and reason (one job).
+    # 2. Lines read per file (one job; for Parquet, row counts without reading values).
     read_parts = [train] + [x for x in (labels, region_rows) if x is not None]
     reads = read_parts[0].select("source_kind", "region", "source_file")
     for extra in read_parts[1:]:
         reads = reads.unionByName(extra.select("source_kind", "region", "source_file"))
     read_rows = reads.groupBy("source_kind", "region", "source_file").agg(F.count(F.lit(1)).alias("n")).collect()
     read_counts = {r["source_file"]: r["n"] for r in read_rows}
-    quarantine = keep(quarantine)
+    read_by_kind: dict[str, int] = {}
+    for r in read_rows:
+        read_by_kind[r["source_kind"]] = read_by_kind.get(r["source_kind"], 0) + r["n"]
+
+    def rejected(df: DataFrame, kind: str) -> DataFrame:
+        """Rows with a reason; a Parquet row rejected after parsing gets its raw line here."""
+        return df.where(F.col("reason").isNotNull()).withColumn(
+            "raw_line", F.coalesce(F.col("raw_line"), row_json(cfg, expected_columns(cfg, kind))))
+
+    feature_cols = [s.code for s in d if s.role not in ("pii", "ignore", "label") and s.code != id_col]
+    pii = pii_columns(cfg, train)
+    if label_separate:
+        # Users meet labels by id. Up to ingest.broadcast_max_rows on both sides, the ids and labels
+        # are broadcast, so the wide user rows are never shuffled; above, sort-merge joins.
+        ok_users = train.where(F.col("reason").isNull())
+        ok_labels = labels.where(F.col("reason").isNull()).select(
+            F.col(id_col).alias("_lid"), F.col(label_col).alias("_label"), F.col("raw_line").alias("_lline"),
+            F.col("source_file").alias("_lsource"))
+        label_map = ok_labels.select("_lid", "_label")
+        user_ids = ok_users.select(F.col(id_col).alias("_uid"))
+        if max(read_by_kind.get("train", 0), read_by_kind.get("labels", 0)) <= cfg.get("ingest.broadcast_max_rows"):
+            label_map, user_ids = F.broadcast(label_map), F.broadcast(user_ids)
+        on_label = ok_users[id_col] == label_map["_lid"]
+        accepted = ok_users.join(label_map, on_label, "inner").withColumn(label_col, F.col("_label"))
+        orphan_users = ok_users.join(label_map, on_label, "left_anti").select(
+            "source_file", "id", F.lit(USER_WITHOUT_LABEL).alias("reason"),
+            F.lit(f"no valid row in {cfg.get('dataset.label_file')} for this {id_col}").alias("detail"),
+            F.coalesce(F.col("raw_line"), row_json(cfg, expected_columns(cfg, "train"))).alias("raw_line"),
+            F.lit("train").alias("source_kind"), F.lit(None).cast("string").alias("region"))
+        orphan_labels = ok_labels.join(user_ids, ok_labels["_lid"] == user_ids["_uid"], "left_anti").select(
+            F.col("_lsource").alias("source_file"), F.col("_lid").cast("string").alias("id"),
+            F.lit(LABEL_WITHOUT_USER).alias("reason"),
+            F.lit(f"no valid row in {cfg.get('dataset.train_file')} for this {id_col}").alias("detail"),
+            F.coalesce(F.col("_lline"), F.to_json(F.struct(F.col("_lid").alias(id_col),
+                                                           F.col("_label").alias(label_col)))).alias("raw_line"),
+            F.lit("labels").alias("source_kind"), F.lit(None).cast("string").alias("region"))
+        rejected_parts = [rejected(train, "train"), rejected(labels, "labels"), orphan_users, orphan_labels]
+    else:
+        accepted = train.where(F.col("reason").isNull())
+        rejected_parts = [rejected(train, "train")]
+    if region_rows is not None:
+        rejected_parts.append(rejected(region_rows, "region"))
+
+    cols = ["source_file", "id", "reason", "detail", "raw_line", "source_kind", "region"]
+    quarantine = rejected_parts[0].select(*cols)
+    for extra in rejected_parts[1:]:
+        quarantine = quarantine.unionByName(extra.select(*cols))
+    quarantine = keep(_quarantine_rows(quarantine, F.col("source_kind"), F.col("region"), cfg))
+
+    # Quarantined lines per file and reason (one job; the quarantine is cached for its write).
     q_rows = quarantine.groupBy("source_kind", "source_file", "reason").agg(F.count(F.lit(1)).alias("n")).collect()
     q_counts: dict[str, int] = {}
     reasons: dict[str, int] = {}
@@ -466,9 +559,6 @@ def _ingest(cfg: Config, spark: SparkSession, persisted: list[DataFrame]) -> dic
         q_counts[r["source_file"]] = q_counts.get(r["source_file"], 0) + r["n"]
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + r["n"]
         q_by_kind[r["source_kind"]] = q_by_kind.get(r["source_kind"], 0) + r["n"]
-    read_by_kind: dict[str, int] = {}
-    for r in read_rows:
-        read_by_kind[r["source_kind"]] = read_by_kind.get(r["source_kind"], 0) + r["n"]
 
     # 3. Write: bronze users, bronze regions, quarantine (each replaces this run's slice).
     now = F.current_timestamp()
