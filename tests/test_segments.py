@@ -157,3 +157,21 @@ def test_drift_flags_a_shifted_region(spark):
     assert rows[("B", "x")]["psi"] > 1.0 and rows[("B", "c")]["psi"] > 1.0
     assert rows[("B", "s")]["psi"] == pytest.approx(0.0, abs=1e-9)
     assert 9 <= rows[("A", "x")]["bins"] <= 11
+
+
+def test_sampled_drift_stays_close_to_the_exact_one(spark):
+    base = spark.range(0, 60000).select(F.col("id"), F.rand(1).alias("x"), (F.col("id") % 4).alias("c"))
+    train = base.where("id < 20000").drop("id")
+    regions = base.where("id >= 20000").select(
+        F.when(F.col("id") < 40000, "A").otherwise("B").alias("region"),
+        F.when(F.col("id") < 40000, F.col("x")).otherwise(F.col("x") ** 2).alias("x"), "c")
+    sampled = seg.sample_rows(regions, 2000, 7, by="region")
+    counts = {r["region"]: r["count"] for r in sampled.groupBy("region").count().collect()}
+    assert all(1700 < n < 2300 for n in counts.values()), counts
+    assert seg.sample_rows(train, 0, 7) is train and seg.sample_rows(train, 50000, 7) is train
+    exact = {(r["region"], r["feature"]): r["psi"] for r in seg.drift(train, regions, ["x", "c"], 10, 5)}
+    approx = {(r["region"], r["feature"]): r["psi"]
+              for r in seg.drift(train, regions, ["x", "c"], 10, 5, sample=5000)}
+    assert exact.keys() == approx.keys()
+    assert exact[("B", "x")] > 0.2 and approx[("B", "x")] > 0.2          # the shifted region still warns
+    assert all(abs(exact[k] - approx[k]) < 0.02 for k in exact), (exact, approx)

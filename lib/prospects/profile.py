@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.stat import Correlation
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -771,6 +772,8 @@ def run(cfg: Config, spark: SparkSession) -> dict:
     features = [s.code for s in dictionary.features]
     groups = {g: cols for g, cols in dictionary.groups().items()}
     t = time.time()
+    # seven passes read the same columns: cached once (spills to disk when memory runs short)
+    df = df.select(*features, label).persist(StorageLevel.MEMORY_AND_DISK)
 
     users = df.count()
     if users == 0:
@@ -846,8 +849,8 @@ def run(cfg: Config, spark: SparkSession) -> dict:
                                T.StructField("outliers_low", T.LongType()),
                                T.StructField("outliers_high", T.LongType())])
     out_df = spark.createDataFrame([(c, *outliers.get(c, (None, None))) for c in features], out_schema)
-    _write(cfg, "eda_columns", cols_df.join(out_df, "column", "left"))
-    _write(cfg, "eda_missing_groups", spark.createDataFrame(_group_rows(groups, per_group), GROUPS_SCHEMA))
+    outputs = {"eda_columns": cols_df.join(out_df, "column", "left"),
+               "eda_missing_groups": spark.createDataFrame(_group_rows(groups, per_group), GROUPS_SCHEMA)}
     pat_schema = T.StructType([
         T.StructField("rank", T.IntegerType()), T.StructField("pattern", T.StringType()),
         T.StructField("missing_columns", T.ArrayType(T.StringType())),
@@ -864,16 +867,17 @@ def run(cfg: Config, spark: SparkSession) -> dict:
                         "missing_count": int(r["missing_count"]), "users": r["users"],
                         "share": r["users"] / users, "switchers": r["switchers"],
                         "switch_rate": (r["switchers"] / r["users"]) if r["switchers"] is not None else None})
-    _write(cfg, "eda_missing_patterns", spark.createDataFrame(pat_out, pat_schema))
-    _write(cfg, "eda_missing_blocks", spark.createDataFrame(_block_rows(blocks, users, dictionary), BLOCKS_SCHEMA))
-    _write(cfg, "eda_co_missing", spark.createDataFrame(co_rows, CO_MISSING_SCHEMA))
-    _write(cfg, "eda_categorical", cat_df)
-    _write(cfg, "eda_curves", curves_df)
-    _write(cfg, "eda_histograms", hist_df)
-    _write(cfg, "eda_correlation", corr_df)
-    _write(cfg, "eda_corr_pairs", pairs_df)
+    outputs.update({
+        "eda_missing_patterns": spark.createDataFrame(pat_out, pat_schema),
+        "eda_missing_blocks": spark.createDataFrame(_block_rows(blocks, users, dictionary), BLOCKS_SCHEMA),
+        "eda_co_missing": spark.createDataFrame(co_rows, CO_MISSING_SCHEMA),
+        "eda_categorical": cat_df, "eda_curves": curves_df, "eda_histograms": hist_df,
+        "eda_correlation": corr_df, "eda_corr_pairs": pairs_df})
+    # ten small tables: written side by side (each its own Delta commit)
+    tables.write_concurrently({key: (lambda key=key, out=out: _write(cfg, key, out)) for key, out in outputs.items()})
     if counts is not None:
         counts.unpersist()
+    df.unpersist()
     t = tick("write tables", t)
 
     # --- figures and report --------------------------------------------------------------------

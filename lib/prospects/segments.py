@@ -393,17 +393,41 @@ def psi(expected: dict[str, int], actual: dict[str, int], eps: float = PSI_EPS) 
     return total
 
 
+def sample_rows(df: DataFrame, rows: int, seed: int, by: str | None = None) -> DataFrame:
+    """About ``rows`` rows of ``df`` (of each ``by`` group), drawn uniformly; all rows when fewer or rows <= 0.
+
+    One narrow pass counts the rows (per group), then a seeded Bernoulli filter keeps each row with
+    probability rows / count; nothing is shuffled.
+    """
+    if rows <= 0:
+        return df
+    if by is None:
+        n = df.count()
+        return df if n <= rows else df.where(F.rand(seed) < F.lit(rows / n))
+    counts = {r[by]: r["count"] for r in df.groupBy(by).count().collect()}
+    fractions = {k: rows / n for k, n in counts.items() if n > rows}
+    if not fractions:
+        return df
+    frac = F.create_map(*[x for k, v in fractions.items() for x in (F.lit(k), F.lit(v))])
+    return df.where(F.rand(seed) < F.coalesce(F.element_at(frac, F.col(by)), F.lit(1.0)))
+
+
 def drift(train: DataFrame, regions: DataFrame, features: Sequence[str], bins: int = 10,
-          max_categories: int = 10) -> list[dict]:
+          max_categories: int = 10, sample: int = 0, seed: int = 42) -> list[dict]:
     """PSI of each feature between the training users and each region's users.
 
-    Two aggregations in Spark (training bins, region bins); the per-bin counts (features x bins
-    x regions rows) reach the driver, where the sums are taken.
+    With ``sample`` > 0, the training users and each region are first sampled to about that many
+    users (:func:`sample_rows`): a PSI from 200,000 users per side differs from the exact one by
+    well under 0.01, and the cost no longer grows with the user base. Three aggregations in Spark
+    (distinct counts and quantile edges on the training sample, bin counts per side); the per-bin
+    counts (features x bins x regions rows) reach the driver, where the sums are taken.
 
     Returns:
         records region, feature, kind, bins (number of bins seen), psi.
     """
     features = [f for f in features if f in train.columns and f in regions.columns]
+    train = sample_rows(train.select(*features), sample, seed).persist()
+    regions = sample_rows(regions.select("region", *features), sample, seed + 1, by="region")
     spec = feature_bins(train, features, bins, max_categories)
     expected: dict[str, dict[str, int]] = {}
     for r in _bin_counts(train, spec, []).collect():
@@ -411,6 +435,7 @@ def drift(train: DataFrame, regions: DataFrame, features: Sequence[str], bins: i
     actual: dict[tuple[str, str], dict[str, int]] = {}
     for r in _bin_counts(regions, spec, ["region"]).collect():
         actual.setdefault((r["region"], r["feature"]), {})[r["bin"]] = r["count"]
+    train.unpersist()
     out = []
     for (region, feature), counts in sorted(actual.items()):
         e = expected.get(feature, {})
@@ -585,7 +610,7 @@ def run_outputs(spark: SparkSession, cfg: Config, regions: DataFrame | None, sco
     if train is not None and regions is not None and scores is not None:
         feats = [c.code for c in cfg.columns.features]
         drift_rows = drift(train, regions, feats, int(cfg.get("score.psi_bins")),
-                           int(cfg.get("score.categorical_max_values")))
+                           int(cfg.get("score.categorical_max_values")), int(cfg.get("score.drift_sample_rows")))
         for r in drift_rows:
             r["feature_name"] = cfg.columns.readable(r["feature"])
             r["level"] = "shift" if r["psi"] >= warn else ("moderate" if r["psi"] >= 0.1 else "stable")

@@ -9,7 +9,7 @@ different partitions do not conflict.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -132,3 +132,21 @@ def read_run(spark: SparkSession, path: str, run_id: str | None = None) -> tuple
     if run is None:
         raise ValueError(f"{path} holds no run yet")
     return df.where(F.col("run_id") == run), run
+
+
+def write_concurrently(writes: Mapping[str, Callable[[], Any]], workers: int = 4) -> dict[str, Any]:
+    """Run independent table writes from a thread pool: Spark runs their jobs side by side, and the
+    fixed cost of each Delta commit (log read, checkpoint check, JSON write) overlaps the others'.
+
+    Only for writes to different tables (two writers of one table would conflict). The first
+    failure is raised after every write has ended.
+
+    Returns:
+        name -> what each write returned.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="write") as pool:
+        futures = {name: pool.submit(fn) for name, fn in writes.items()}
+    return {name: f.result() for name, f in futures.items()}
+
