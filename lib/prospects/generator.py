@@ -18,6 +18,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -402,11 +403,12 @@ def generate(cfg: Config, spark: SparkSession, out_dir: str | None = None) -> di
     numeric_field = codes.index(next(s.code for s in columns.features if s.type != "string")) + 1
     intercept = calibrate_intercept(spark, seed, float(cfg.get("generator.switch_rate")))
     summary: dict = {"intercept": round(intercept, 6), "files": {}, "format": fmt}
-    oracle_parts = []
-    for part in plan(cfg):
+    oracle_path = join_path(out_dir, cfg.get("generator.oracle_file"))
+    for i, part in enumerate(plan(cfg)):
         partitions = max(1, math.ceil(part.users / per_part))
         df = users(spark, part.first_id, part.users, seed, partitions, float(shifts.get(part.region, 0.0)))
-        df = with_labels(df, seed, intercept)
+        # computed once per file, then written two or three times (users, labels, oracle)
+        df = with_labels(df, seed, intercept).persist(StorageLevel.MEMORY_AND_DISK)
         path = join_path(out_dir, raw_name(part.name, fmt))
         if fmt == "parquet":
             df.select(*codes).write.mode("overwrite").parquet(path)
@@ -424,14 +426,12 @@ def generate(cfg: Config, spark: SparkSession, out_dir: str | None = None) -> di
                 write_lines(spark, _label_lines(df, id_col, label_col, delimiter, rate, seed),
                             delimiter.join([id_col, label_col]),
                             join_path(out_dir, cfg.get("dataset.label_file")), single)
-        oracle_parts.append(df.select(id_col, "probability", F.lit(part.name).alias("file"),
-                                      F.lit(part.region).cast("string").alias("region")))
+        (df.select(id_col, "probability", F.lit(part.name).alias("file"),
+                   F.lit(part.region).cast("string").alias("region"))
+         .write.mode("overwrite" if i == 0 else "append").parquet(oracle_path))
+        df.unpersist()
         summary["files"][part.name] = {"users": part.users, "first_id": part.first_id,
                                        "region": part.region, "partitions": partitions}
-    oracle = oracle_parts[0]
-    for extra in oracle_parts[1:]:
-        oracle = oracle.unionByName(extra)
-    oracle.write.mode("overwrite").parquet(join_path(out_dir, cfg.get("generator.oracle_file")))
     summary.update(seed=seed, malformed_rate=rate, out_dir=out_dir)
     log.info("generated %s", summary)
     return summary
