@@ -871,7 +871,10 @@ def run(cfg: Config, spark: SparkSession) -> dict:
         "eda_missing_patterns": spark.createDataFrame(pat_out, pat_schema),
         "eda_missing_blocks": spark.createDataFrame(_block_rows(blocks, users, dictionary), BLOCKS_SCHEMA),
         "eda_co_missing": spark.createDataFrame(co_rows, CO_MISSING_SCHEMA),
-        "eda_categorical": cat_df, "eda_curves": curves_df, "eda_histograms": hist_df,
+        # from the rows already collected: writing the lazy frames would run their passes again
+        "eda_categorical": spark.createDataFrame(cat_rows, cat_df.schema),
+        "eda_curves": spark.createDataFrame(curve_rows, curves_df.schema),
+        "eda_histograms": spark.createDataFrame(hist_rows, hist_df.schema),
         "eda_correlation": corr_df, "eda_corr_pairs": pairs_df})
     # ten small tables: written side by side (each its own Delta commit)
     tables.write_concurrently({key: (lambda key=key, out=out: _write(cfg, key, out)) for key, out in outputs.items()})
