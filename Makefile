@@ -52,13 +52,15 @@ churn: setup
 	$(PY) -m jobs.ab_assign --use-case telco_churn $(ARGS)
 	$(PY) -m jobs.ab_analyze --use-case telco_churn $(CHURN_SIM) $(ARGS)
 
-# Credit-card prospects on the generated user base (generated with the fiveg layout when absent).
-CREDIT_RISK := --set dataset.label_file=credit_risk_label.csv --set paths.lakehouse=lakehouse/credit_risk
+# Credit-card prospects on the generated user base: credit_labels --generate writes the user base
+# (conf/fiveg.yml's files) under paths.raw first when it is not there for these generator settings.
+# ARGS reach every step; the risk run's own settings come after them (they must win).
+CREDIT_RISK := --set dataset.label_file=credit_risk_label.csv --set generator.oracle_file=credit_risk_oracle \
+	--set paths.lakehouse=lakehouse/credit_risk
 credit: setup
-	test -f data/raw/train_set.csv || $(PY) -m jobs.generate $(ARGS)
-	$(PY) -m jobs.credit_labels --use-case credit $(ARGS)
+	$(PY) -m jobs.credit_labels --use-case credit --generate $(ARGS)
 	$(PY) -m jobs.pipeline --use-case credit --stages ingest,train,score $(ARGS)
-	$(PY) -m jobs.pipeline --use-case credit --stages ingest,train,score $(CREDIT_RISK) $(ARGS)
+	$(PY) -m jobs.pipeline --use-case credit --stages ingest,train,score $(ARGS) $(CREDIT_RISK)
 	$(PY) -m jobs.credit_targets --use-case credit $(ARGS)
 
 clean:

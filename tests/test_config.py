@@ -92,6 +92,52 @@ def test_dictionary_of_fiveg_matches_the_competition_format():
     assert {"consumption", "arrears", "signing", "package", "vip", "broadband", "fiveg"} <= set(d.groups())
 
 
+
+def test_columns_from_takes_the_dictionary_of_another_use_case(conf_dir):
+    credit, fiveg = load_config("credit", conf_dir=conf_dir), load_config("fiveg", conf_dir=conf_dir)
+    assert credit.get("dataset.columns_from") == "fiveg" and fiveg.get("dataset.columns_from") == ""
+    assert credit.get("dataset.columns") == fiveg.get("dataset.columns")
+    assert credit.columns.codes == fiveg.columns.codes and credit.columns.readable("X26") == "broadband_bandwidth"
+    assert credit.get("dataset.label_file") == "credit_demand_label.csv"  # the rest of credit's dataset kept
+    # no copy to keep in step: a change to fiveg's dictionary is credit's too
+    text = (conf_dir / "fiveg.yml").read_text().replace("name: broadband_bandwidth", "name: bandwidth", 1)
+    (conf_dir / "fiveg.yml").write_text(text)
+    assert load_config("credit", conf_dir=conf_dir).columns.readable("X26") == "bandwidth"
+    # on the command line too; a later layer setting columns clears columns_from
+    text = (conf_dir / "credit.yml").read_text()
+    (conf_dir / "uc.yml").write_text("\n".join(x for x in text.splitlines() if "columns_from" not in x))
+    assert load_config("uc", conf_dir=conf_dir).columns.codes == []
+    assert load_config("uc", overrides=["dataset.columns_from=fiveg"],
+                       conf_dir=conf_dir).columns.codes == fiveg.columns.codes
+    cleared = load_config("credit", overrides=["dataset.columns=[{code: user_id, type: int, role: id}]"],
+                          conf_dir=conf_dir)
+    assert cleared.get("dataset.columns_from") == "" and cleared.columns.codes == ["user_id"]
+
+
+@pytest.mark.parametrize("dataset, message", [
+    ("columns_from: nosuch", r"uc\.yml: dataset\.columns_from 'nosuch': .*nosuch\.yml not found "
+                             r"\(use cases in .*: credit, fiveg, telco_churn, uc\)"),
+    ("columns_from: base", r"uc\.yml: dataset\.columns_from 'base': .*base\.yml has no dataset\.columns"),
+    ("columns_from: credit", r"uc\.yml: dataset\.columns_from 'credit': .*credit\.yml has no dataset\.columns "
+                             r"\(it takes them from 'fiveg' itself"),
+    ("columns_from: fiveg\n  columns: [{code: user_id, type: int, role: id}]",
+     r"uc\.yml: dataset\.columns and dataset\.columns_from \('fiveg'\) are both set"),
+    ("columns_from: [fiveg]", r"uc\.yml: key 'dataset\.columns_from' must be a string, got list"),
+])
+def test_columns_from_errors_name_the_file_and_key(conf_dir, dataset, message):
+    (conf_dir / "uc.yml").write_text(f"dataset:\n  {dataset}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config("uc", conf_dir=conf_dir)
+
+
+def test_columns_from_error_on_the_command_line_exits_2(capsys):
+    code = main_for("demo", "d", lambda cfg, spark, args: {},
+                    ["--use-case", "credit", "--set", "dataset.columns_from=nosuch"], needs_spark=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("demo failed: configuration: --set dataset.columns_from=nosuch: "
+                             "dataset.columns_from 'nosuch': ") and "nosuch.yml not found" in err[0]
+
 @pytest.mark.parametrize("record, message", [
     ("{code: X1, type: text}", "type must be one of"),
     ("{code: X1, type: int, impute: magic}", "impute must be one of"),

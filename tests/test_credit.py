@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import shlex
 from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
-from prospects import credit, tables
+from prospects import credit, pipeline, tables
 from prospects import generator as g
 
 
@@ -103,3 +104,62 @@ def test_run_targets_writes_the_table(spark, make_cfg):
     assert summary["regions"]["A"]["targets"] == 1
     written, run = tables.read_run(spark, cfg.table("credit_targets"))
     assert run == "c1" and [r["user_id"] for r in written.collect()] == [1]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def makefile_risk_settings() -> list[str]:
+    """The ``--set`` values of CREDIT_RISK in the Makefile (the risk run of ``make credit``)."""
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    line = next(x for x in text.splitlines() if x.startswith("CREDIT_RISK :="))
+    words = shlex.split(line.split(":=", 1)[1])
+    return [w for prev, w in zip(words, words[1:]) if prev == "--set"]
+
+
+def test_credit_pipeline_end_to_end(spark, make_cfg, tmp_path):
+    """labels (user base generated first) -> ingest, train, score for demand and for risk -> targets,
+    on a tiny base with one fast model; the settings of the risk run are the Makefile's."""
+    demand_lh, risk_lh = tmp_path / "credit_demand", tmp_path / "credit_risk"
+    common = ["generator.n_train=3000", "generator.regions={A: 800, B: 1200}", "generator.seed=3",
+              "train.model_types=[logistic_regression]",
+              "train.models.logistic_regression={regParam: [0.01], elasticNetParam: [0.0], maxIter: [50]}",
+              "score.figures=false", "score.segments={}", "run.id=t1",
+              f"credit.demand_lakehouse={demand_lh}", f"credit.risk_lakehouse={risk_lh}"]
+    demand_cfg = make_cfg("credit", overrides=common + [f"paths.lakehouse={demand_lh}"])
+    risk_sets = makefile_risk_settings()
+    assert "generator.oracle_file=credit_risk_oracle" in risk_sets
+    risk_cfg = make_cfg("credit", overrides=common + [s for s in risk_sets if not s.startswith("paths.lakehouse=")]
+                        + [f"paths.lakehouse={risk_lh}"])
+    assert demand_cfg.get("dataset.columns") == make_cfg("fiveg").get("dataset.columns")
+
+    labels = credit.run_labels(demand_cfg, spark, generate=True)
+    assert labels["user_base"]["generated"] and labels["train_users"] == 3000
+    raw = Path(demand_cfg.path("raw"))
+    assert {"train_set.csv", "train_label.csv", "result_predict_A.csv", "oracle_probability",
+            "credit_demand_label.csv", "credit_demand_oracle", "credit_risk_oracle"} <= {p.name for p in raw.iterdir()}
+    assert not credit.ensure_user_base(demand_cfg, spark)["generated"]  # same settings: kept
+    other = make_cfg("credit", overrides=common + ["generator.regions={A: 900, B: 1200}"])
+    assert "other settings" in credit.user_base_status(other, spark)  # would be generated again
+
+    runs = {name: pipeline.run(cfg, spark, ["ingest", "train", "score"])
+            for name, cfg in (("demand", demand_cfg), ("risk", risk_cfg))}
+    for name, res in runs.items():
+        assert res["ingest"]["files"], name
+        # the oracle AUC is the known credit probability's (the 5G oracle's would be near 0.5)
+        assert res["train"]["oracle_auc"] > 0.62, (name, res["train"])
+        assert res["train"]["models"]["logistic_regression"]["test_auc"] > 0.58, (name, res["train"])
+    risk_label = spark.read.format("delta").load(risk_cfg.table("bronze_users")).agg(F.avg("label")).first()[0]
+    assert risk_label == pytest.approx(labels["risk_rate"], abs=1e-3)  # the risk run trained on the risk label
+
+    summary = credit.run_targets(demand_cfg, spark)
+    targets, run = tables.read_run(spark, demand_cfg.table("credit_targets"))
+    assert run == "t1" and targets.count() > 0
+    dmin, rmax = demand_cfg.get("credit.demand_min"), demand_cfg.get("credit.risk_max")
+    bad = targets.where((F.col("demand_probability") < dmin) | (F.col("risk_probability") > rmax)).count()
+    assert bad == 0
+    assert summary["known_probabilities"] and set(summary["regions"]) == {"A", "B"}
+    for region, f in summary["regions"].items():
+        assert f["users"] == {"A": 800, "B": 1200}[region] and f["targets"] > 0, (region, f)
+        assert f["true_demand_targets"] > f["true_demand_all"] + 0.1, (region, f)
+        assert f["true_risk_targets"] < f["true_risk_all"], (region, f)

@@ -6,7 +6,8 @@ default written there (an int is accepted where a float is expected). A mapping 
 (``{}``) in base is open: any keys; a layer that sets it replaces it as a whole, while
 ``--set a.b.key=value`` changes one key of it (``=null`` removes the key). A ``null`` default
 accepts any value. The column dictionary
-is validated by :mod:`prospects.dictionary`.
+is validated by :mod:`prospects.dictionary`; a layer may take it from another use case with
+``dataset.columns_from: <use case>`` (resolved as the layer is applied, see :func:`_columns_from`).
 """
 
 from __future__ import annotations
@@ -96,6 +97,43 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {_type_name(data)}")
     return data
+
+
+def _columns_from(layer: dict, source: str, conf_dir: Path) -> dict:
+    """The layer with ``dataset.columns_from: <use case>`` resolved to that use case's columns.
+
+    ``conf/<use case>.yml`` must exist and set ``dataset.columns`` itself (no chains). A layer
+    that sets both keys is an error; a layer that sets ``columns`` alone clears an earlier
+    ``columns_from``, so that the merged value always says where the columns came from.
+
+    Raises:
+        ConfigError: naming ``source`` (the layer), the key and the use case file.
+    """
+    dataset = layer.get("dataset") if isinstance(layer, dict) else None
+    if not isinstance(dataset, dict) or not ({"columns", "columns_from"} & set(dataset)):
+        return layer
+    name = dataset.get("columns_from")
+    if not name:
+        if dataset.get("columns") is not None and "columns_from" not in dataset:
+            return {**layer, "dataset": {**dataset, "columns_from": ""}}
+        return layer
+    if not isinstance(name, str):
+        return layer  # the merge names the wrong type
+    if dataset.get("columns"):
+        raise ConfigError(f"{source}: dataset.columns and dataset.columns_from ('{name}') are both set: "
+                          "keep one")
+    path = conf_dir / f"{name}.yml"
+    if "/" in name or "\\" in name or not path.is_file():
+        known = sorted(p.stem for p in conf_dir.glob("*.yml") if p.stem not in ("base", *ENVIRONMENTS))
+        raise ConfigError(f"{source}: dataset.columns_from '{name}': {path} not found "
+                          f"(use cases in {conf_dir}: {', '.join(known)})")
+    other = _read_yaml(path).get("dataset")
+    columns = other.get("columns") if isinstance(other, dict) else None
+    if not columns or not isinstance(columns, list):
+        chained = isinstance(other, dict) and other.get("columns_from")
+        hint = f" (it takes them from '{chained}' itself: name that one)" if chained else ""
+        raise ConfigError(f"{source}: dataset.columns_from '{name}': {path} has no dataset.columns{hint}")
+    return {**layer, "dataset": {**dataset, "columns": copy.deepcopy(columns)}}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -249,14 +287,15 @@ def load_config(
         if not path.is_file():
             known = sorted(p.stem for p in conf_dir.glob("*.yml") if p.stem not in ("base", *ENVIRONMENTS))
             raise ConfigError(f"{path}: not found (use cases in {conf_dir}: {', '.join(known)})")
-        data = _merge(schema, data, _read_yaml(path), str(path))
+        data = _merge(schema, data, _columns_from(_read_yaml(path), str(path), conf_dir), str(path))
         sources.append(str(path))
     if extra:
-        data = _merge(schema, data, extra, "extra settings")
+        data = _merge(schema, data, _columns_from(extra, "extra settings", conf_dir), "extra settings")
         sources.append("extra settings")
     for text in overrides:
         parts, value = _open_patch(schema, data, *parse_override(text))
-        data = _merge(schema, data, _nest(parts, value), f"--set {text}")
+        layer = _columns_from(_nest(parts, value), f"--set {text}", conf_dir)
+        data = _merge(schema, data, layer, f"--set {text}")
         sources.append(f"--set {text}")
     columns = ColumnDictionary.from_config(data["dataset"], source=" + ".join(sources))
     return Config(data=data, sources=tuple(sources), env=env, use_case=use_case,

@@ -26,6 +26,9 @@ Credit risk (``risk_eta``), before ``RISK_INTERCEPT``:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import logging
 import math
 from pathlib import Path
@@ -37,7 +40,7 @@ from pyspark.sql.window import Window
 from prospects import generator as g
 from prospects import tables
 from prospects.cli import JobError
-from prospects.config import Config, join_path
+from prospects.config import Config, join_path, load_config
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ DEMAND_INTERCEPT = -1.9
 RISK_INTERCEPT = -2.9
 DEMAND_STREAM = 1
 RISK_STREAM = 2
+BASE_USE_CASE = "fiveg"                     # the generated user base is this use case's raw files
+USER_BASE_MARKER = "credit_user_base.json"  # in paths.raw: settings and files of the base generated here
 
 
 def demand_eta() -> Column:
@@ -104,7 +109,10 @@ def write_labels(cfg: Config, spark: SparkSession, out_dir: str | None = None) -
     for ``generator.seed``): ``credit.demand_label_file`` and ``credit.risk_label_file``
     (``user_id,<dataset.label_column>``) for the training users, in the format of
     ``dataset.format``; ``credit.oracle_file`` (parquet: user_id, file, region,
-    demand_probability, risk_probability) for every user, never read by training.
+    demand_probability, risk_probability) for every user, never read by training; and the same
+    probabilities one target at a time, ``credit.demand_oracle_file`` and ``credit.risk_oracle_file``
+    (parquet: user_id, file, region, probability: the layout of the generator's oracle file), which
+    the train stage of each run reads as its ``generator.oracle_file`` for the oracle AUC.
 
     Returns:
         files written, users, label rates.
@@ -142,8 +150,15 @@ def write_labels(cfg: Config, spark: SparkSession, out_dir: str | None = None) -
         probs = df.select(id_col, F.lit(part.name).alias("file"), F.lit(part.region).cast("string").alias("region"),
                           "demand_probability", "risk_probability")
         oracle = probs if oracle is None else oracle.unionByName(probs)
+    oracle = oracle.cache()
     oracle.write.mode("overwrite").parquet(join_path(out_dir, cfg.get("credit.oracle_file")))
     summary["oracle"] = cfg.get("credit.oracle_file")
+    for kind in ("demand", "risk"):
+        name = cfg.get(f"credit.{kind}_oracle_file")
+        (oracle.select(id_col, "file", "region", F.col(f"{kind}_probability").alias("probability"))
+         .write.mode("overwrite").parquet(join_path(out_dir, name)))
+        summary[f"{kind}_oracle"] = name
+    oracle.unpersist()
     log.info("credit labels %s", summary)
     return summary
 
@@ -202,8 +217,15 @@ def run_targets(cfg: Config, spark: SparkSession, demand: DataFrame | None = Non
                 risk: DataFrame | None = None) -> dict:
     """Job entry: the target list from the latest scores of the demand and risk runs
     (``credit.demand_lakehouse``, ``credit.risk_lakehouse``), written to table ``credit_targets``
-    under this run's lakehouse; with the known probabilities (``credit.oracle_file`` in
-    ``paths.raw``) the summary also gives the true mean demand and risk of the targets vs all users."""
+    under this run's lakehouse.
+
+    Returns:
+        ``regions``: per region, users scored, targets, target share and the targets' mean model
+        probabilities; with the known probabilities (``credit.oracle_file`` in ``paths.raw``) also
+        the true mean demand and risk probability of the targets (``true_demand_targets``,
+        ``true_risk_targets``) and of all the region's scored users (``true_demand_all``,
+        ``true_risk_all``). Each region is also logged as one readable line.
+    """
     runs = {}
     if demand is None:
         demand, runs["demand"] = _scores(spark, cfg, "demand_lakehouse")
@@ -222,20 +244,146 @@ def run_targets(cfg: Config, spark: SparkSession, demand: DataFrame | None = Non
         oracle = spark.read.parquet(oracle_path)
     except Exception:  # noqa: BLE001 - real data has no known probabilities
         oracle = None
+    summary["known_probabilities"] = oracle is not None
     if oracle is not None:
-        ids = written.select("user_id").distinct()
-        truth = (demand.select("user_id", "region").join(oracle.select("user_id", "demand_probability",
-                                                                       "risk_probability"), "user_id")
-                 .join(ids.withColumn("_target", F.lit(1)), "user_id", "left"))
-        rows = truth.groupBy(F.coalesce("_target", F.lit(0)).alias("t")).agg(
-            F.avg("demand_probability").alias("demand"), F.avg("risk_probability").alias("risk"),
-            F.count(F.lit(1)).alias("n")).collect()
-        summary["known_probabilities"] = {("targets" if r["t"] else "others"): {
-            "users": r["n"], "true_demand": round(r["demand"], 4), "true_risk": round(r["risk"], 4)} for r in rows}
+        ids = written.select("user_id").distinct().withColumn("_target", F.lit(1))
+        truth = (demand.select("user_id", "region")
+                 .join(oracle.select("user_id", "demand_probability", "risk_probability"), "user_id")
+                 .join(ids, "user_id", "left"))
+        is_target = F.col("_target") == 1
+        rows = truth.groupBy("region").agg(
+            F.avg("demand_probability").alias("true_demand_all"), F.avg("risk_probability").alias("true_risk_all"),
+            F.avg(F.when(is_target, F.col("demand_probability"))).alias("true_demand_targets"),
+            F.avg(F.when(is_target, F.col("risk_probability"))).alias("true_risk_targets")).collect()
+        for r in rows:
+            per_region.setdefault(r["region"], {}).update(
+                {k: None if r[k] is None else round(r[k], 4)
+                 for k in ("true_demand_targets", "true_demand_all", "true_risk_targets", "true_risk_all")})
+    for region, f in sorted(per_region.items()):
+        line = (f"credit targets, region {region}: {f.get('targets', 0)} targets of {f.get('users', 0)} users "
+                f"({100 * (f.get('target_share') or 0):.1f}%)")
+        if f.get("true_demand_all") is not None:
+            line += (f"; true demand {_num(f['true_demand_targets'])} (all users {_num(f['true_demand_all'])}), "
+                     f"true risk {_num(f['true_risk_targets'])} (all users {_num(f['true_risk_all'])})")
+        log.info("%s", line)
     log.info("credit targets %s", summary)
     return summary
 
 
-def run_labels(cfg: Config, spark: SparkSession) -> dict:
-    """Job entry: write the credit label files (see :func:`write_labels`)."""
-    return write_labels(cfg, spark)
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The generated user base under paths.raw
+# ---------------------------------------------------------------------------------------------
+def user_base_config(cfg: Config) -> Config:
+    """The configuration that generates the user base of a credit run: this run's generator and
+    file settings (``generator.*``, ``paths.raw``, ``dataset.format`` ...) with the 5G label and
+    oracle file names of conf/fiveg.yml, so that the files are exactly the fiveg use case's."""
+    fiveg = load_config(BASE_USE_CASE, env=cfg.env, conf_dir=cfg.conf_dir)
+    data = copy.deepcopy(cfg.data)
+    data["dataset"]["label_file"] = fiveg.get("dataset.label_file")
+    data["generator"]["oracle_file"] = fiveg.get("generator.oracle_file")
+    return dataclasses.replace(cfg, data=data, use_case=BASE_USE_CASE)
+
+
+def _hadoop(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    return p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), p
+
+
+def _read_text(spark: SparkSession, path: str) -> str | None:
+    """The first line of a small text file, None when it is absent or unreadable."""
+    fs, p = _hadoop(spark, path)
+    if not fs.exists(p):
+        return None
+    try:
+        stream = fs.open(p)
+        try:
+            jio = spark.sparkContext._jvm.java.io
+            return jio.BufferedReader(jio.InputStreamReader(stream, "UTF-8")).readLine()
+        finally:
+            stream.close()
+    except Exception:  # noqa: BLE001 - an unreadable record means: generate again
+        log.warning("could not read %s: ignored", path)
+        return None
+
+
+def _write_text(spark: SparkSession, path: str, text: str) -> None:
+    fs, p = _hadoop(spark, path)
+    out = fs.create(p, True)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
+    # Hadoop's local checksum file would make a later edit of the record unreadable.
+    crc = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(p.getParent(), f".{p.getName()}.crc")
+    if fs.exists(crc):
+        fs.delete(crc, False)
+
+
+def _user_base_state(spark: SparkSession, base: Config) -> dict:
+    """What the generated base depends on (settings) and what is there now (files: bytes and
+    modification time, None when absent)."""
+    settings = {k: base.get(f"generator.{k}") for k in ("seed", "n_train", "regions", "switch_rate",
+                                                          "malformed_rate", "region_shift")}
+    settings.update({k: base.get(f"dataset.{k}") for k in ("format", "delimiter", "train_file", "label_file",
+                                                            "region_pattern", "region_files")})
+    raw, fmt = base.path("raw"), base.get("dataset.format")
+    files = {}
+    for name in [p.name for p in g.plan(base)] + [base.get("dataset.label_file")]:
+        fs, p = _hadoop(spark, join_path(raw, g.raw_name(name, fmt)))
+        files[name] = ([int(fs.getContentSummary(p).getLength()), int(fs.getFileStatus(p).getModificationTime())]
+                       if fs.exists(p) else None)
+    return {"settings": settings, "files": files}
+
+
+def user_base_status(cfg: Config, spark: SparkSession) -> str | None:
+    """None when ``paths.raw`` holds the user base generated there by :func:`ensure_user_base` for
+    this run's settings, unchanged since (``credit_user_base.json`` records both); else why not."""
+    base = user_base_config(cfg)
+    raw = base.path("raw")
+    state = _user_base_state(spark, base)
+    missing = [name for name, f in state["files"].items() if f is None]
+    if missing:
+        return f"missing in {raw}: {', '.join(missing)}"
+    recorded = _read_text(spark, join_path(raw, USER_BASE_MARKER))
+    if recorded is None:
+        return f"no {USER_BASE_MARKER} in {raw} (not generated by credit_labels --generate)"
+    if json.loads(recorded) != json.loads(json.dumps(state)):
+        return f"{raw} was generated with other settings or has changed since"
+    return None
+
+
+def ensure_user_base(cfg: Config, spark: SparkSession) -> dict:
+    """Generate the user base under ``paths.raw`` (conf/fiveg.yml's files, this run's
+    ``generator.*`` settings) unless :func:`user_base_status` finds it there already.
+
+    Files there without the record (e.g. from ``make demo``) are generated again once: the
+    generator is deterministic, so for the same settings they come out the same.
+
+    Returns:
+        ``generated`` (bool), ``reason`` and, when generated, the generator's summary.
+    """
+    reason = user_base_status(cfg, spark)
+    if reason is None:
+        log.info("user base in %s is the one generated for these settings: kept", cfg.path("raw"))
+        return {"generated": False, "reason": "present, same settings"}
+    log.info("generating the user base: %s", reason)
+    base = user_base_config(cfg)
+    summary = g.generate(base, spark)
+    _write_text(spark, join_path(base.path("raw"), USER_BASE_MARKER),
+                json.dumps(_user_base_state(spark, base), sort_keys=True))
+    return {"generated": True, "reason": reason, "generator": summary}
+
+
+def run_labels(cfg: Config, spark: SparkSession, generate: bool = False) -> dict:
+    """Job entry: write the credit label files (see :func:`write_labels`); with ``generate``, first
+    the user base when it is not there for these settings (see :func:`ensure_user_base`)."""
+    base = ensure_user_base(cfg, spark) if generate else None
+    summary = write_labels(cfg, spark)
+    if base is not None:
+        summary["user_base"] = base
+    return summary
