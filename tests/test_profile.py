@@ -375,3 +375,13 @@ def test_notebook_runs_headless(profiled):
     assert len(images) == 8
     text = "".join(o.get("text", "") for o in outputs)
     assert f"profile run r1: {N_USERS:,} users" in text
+
+
+def test_histograms_of_several_columns_keep_their_own_bins(spark):
+    df = spark.createDataFrame([(float(v), float(10 * v), v % 2) for v in range(10)], "a double, b double, label long")
+    out = {(r["column"], r["bin"]): (r["users"], r["switchers"], r["outliers_low"], r["outliers_high"])
+           for r in pf.histograms(df, ["a", "b"], bins=5, label="label",
+                                  ranges={"a": (0.0, 10.0, 1.0, 8.0), "b": (0.0, 100.0, -1.0, 1000.0)}).collect()}
+    assert out[("a", 0)] == (2, 1, 1, 0) and out[("a", 4)] == (2, 1, 0, 1)   # a=0 below 1; a=9 above 8
+    assert out[("b", 2)] == (2, 1, 0, 0) and sum(v[0] for k, v in out.items() if k[0] == "b") == 10
+    assert not any(k[1] == 5 for k in out)                                   # nothing reached the overflow bin

@@ -543,23 +543,33 @@ def histograms(df: DataFrame, columns: Sequence[str], bins: int, label: str | No
     columns = [c for c in columns if c in ranges]
     if not columns:
         return df.sparkSession.createDataFrame([], _HIST_SCHEMA)
-    cells = []
-    for c in columns:
+    # Each value becomes one integer cell code = ((column index * (bins + 1) + bin) * 2 + below the
+    # low fence) * 2 + above the high fence, so the explode carries plain ints (not structs of
+    # strings) and the aggregation groups on one int key; the code is decoded after the groupBy.
+    slots = bins + 1
+    codes = []
+    for i, c in enumerate(columns):
         lo, hi, f_lo, f_hi = ranges[c]
         x = F.col(c).cast("double")
         if hi > lo:
             b = (F.when(x >= F.lit(hi), F.lit(bins))
-                 .otherwise(F.least(F.floor((x - F.lit(lo)) / F.lit((hi - lo) / bins)), F.lit(bins - 1))))
+                 .otherwise(F.greatest(F.least(F.floor((x - F.lit(lo)) / F.lit((hi - lo) / bins)),
+                                               F.lit(bins - 1)), F.lit(0))))
         else:
             b = F.lit(0)
-        cells.append(F.struct(F.lit(c).alias("column"), F.when(x.isNotNull(), b.cast("int")).alias("bin"),
-                              (x < F.lit(f_lo)).cast("long").alias("low"),
-                              (x > F.lit(f_hi)).cast("long").alias("high")))
-    counts = (df.select(F.explode(F.array(*cells)).alias("cell"), *([F.col(label)] if label else []))
-              .where(F.col("cell.bin").isNotNull())
-              .groupBy(F.col("cell.column").alias("column"), F.col("cell.bin").alias("bin"))
-              .agg(F.count(F.lit(1)).alias("users"), _label_sum(label).alias("switchers"),
-                   F.sum("cell.low").alias("outliers_low"), F.sum("cell.high").alias("outliers_high")))
+        code = ((F.lit(i * slots) + b.cast("int")) * 2 + (x < F.lit(f_lo)).cast("int")) * 2 \
+            + (x > F.lit(f_hi)).cast("int")
+        codes.append(F.when(x.isNotNull(), code))
+    cells = (df.select(F.explode(F.array(*codes)).alias("code"), *([F.col(label)] if label else []))
+             .where(F.col("code").isNotNull())
+             .groupBy("code").agg(F.count(F.lit(1)).alias("n"), _label_sum(label).alias("s")))
+    name = F.element_at(F.array(*[F.lit(c) for c in columns]), (F.col("code") / (4 * slots)).cast("int") + 1)
+    counts = (cells.select(name.alias("column"), ((F.col("code") / 4).cast("int") % slots).alias("bin"),
+                           "n", "s", (F.floor(F.col("code") / 2) % 2).alias("low"), (F.col("code") % 2).alias("high"))
+              .groupBy("column", "bin")
+              .agg(F.sum("n").alias("users"), F.sum("s").cast("long").alias("switchers"),
+                   F.sum(F.col("n") * F.col("low")).alias("outliers_low"),
+                   F.sum(F.col("n") * F.col("high")).alias("outliers_high")))
     lo_map = F.create_map(*[x for c in columns for x in (F.lit(c), F.lit(float(ranges[c][0])))])
     hi_map = F.create_map(*[x for c in columns for x in (F.lit(c), F.lit(float(ranges[c][1])))])
     lo, hi = lo_map[F.col("column")], hi_map[F.col("column")]
