@@ -182,3 +182,20 @@ def test_pipeline_without_text_columns_or_filter(spark, make_cfg):
     kinds = [type(s).__name__ for s in stages]
     assert kinds == ["RuleImputer", "VectorAssembler", "MinMaxScaler"]
     assert isinstance(fe.build_feature_pipeline(cfg), Pipeline)
+
+
+def test_prior_correction_undoes_class_weights_and_round_trips(spark, tmp_path):
+    from pyspark.ml.functions import array_to_vector
+
+    # weights w1 = 2.5, w0 = 0.625 (20 % positives, balanced): q = 0.5 is p = 0.2
+    stage = fe.PriorCorrection(weightPositive=2.5, weightNegative=0.625)
+    df = spark.createDataFrame([(0.5,), (0.8,), (0.1,)], "q double").select(
+        "q", array_to_vector(F.array(1 - F.col("q"), F.col("q"))).alias("probability"))
+    out = [r["p"] for r in stage.transform(df).select(vector_to_array("probability")[1].alias("p")).collect()]
+    expected = [0.625 * q / (0.625 * q + 2.5 * (1 - q)) for q in (0.5, 0.8, 0.1)]
+    assert out == pytest.approx(expected) and out[0] == pytest.approx(0.2)
+    assert stage.weighted_threshold(0.2) == pytest.approx(0.5)
+    path = str(tmp_path / "pc")
+    PipelineModel(stages=[stage]).save(path)
+    again = PipelineModel.load(path).stages[0]
+    assert again.weighted_threshold(0.2) == pytest.approx(0.5)

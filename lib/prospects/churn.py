@@ -769,7 +769,7 @@ def run(cfg: Config, spark: SparkSession, model: Any, customers: DataFrame | Non
         reasons = ablation_reasons(base, model, id_col, feats, columns, top_n=top_n)
     elif method == "linear":
         scored_vec = model.transform(base)
-        lr = model.stages[-1]
+        lr = next(st for st in reversed(model.stages) if hasattr(st, "coefficients"))
         fcol = lr.getFeaturesCol()
         coefs = list(lr.coefficients.toArray())
         names = [readable_slot(columns, s, feats) for s in slot_names(scored_vec, fcol, len(coefs))]

@@ -477,3 +477,50 @@ def readable_feature(cfg: Config, name: str) -> str:
     if name in (cfg.get("features.monthly_groups") or {}):
         return f"{name} (3-month mean)"
     return name
+
+
+# ---------------------------------------------------------------------------------------------
+# Undoing the class weights on the probability (prior correction)
+# ---------------------------------------------------------------------------------------------
+class PriorCorrection(Transformer, DefaultParamsReadable, DefaultParamsWritable):
+    """Map a probability learnt with class weights back to the population's scale.
+
+    A model fitted with weight ``w1`` on positives and ``w0`` on negatives estimates
+    ``q = w1 p / (w1 p + w0 (1 - p))`` where ``p`` is the probability in the population (exactly for
+    leaf frequencies and for the intercept of a logistic regression: King and Zeng's prior
+    correction). This stage replaces the ``probability`` vector ``[1 - q, q]`` by ``[1 - p, p]``,
+    ``p = w0 q / (w0 q + w1 (1 - q))``: the order of users (AUC, ranks, deciles) is unchanged, but a
+    sum of probabilities is again an expected number of switchers and a cut-off such as 0.5 means
+    what it says. Placed last in a saved model, after the classifier.
+    """
+
+    weightPositive = Param(Params._dummy(), "weightPositive", "weight of the positive class in training",
+                           typeConverter=TypeConverters.toFloat)
+    weightNegative = Param(Params._dummy(), "weightNegative", "weight of the negative class in training",
+                           typeConverter=TypeConverters.toFloat)
+    probabilityCol = Param(Params._dummy(), "probabilityCol", "probability vector column, replaced",
+                           typeConverter=TypeConverters.toString)
+
+    @keyword_only
+    def __init__(self, *, weightPositive: float = 1.0, weightNegative: float = 1.0,
+                 probabilityCol: str = "probability"):
+        super().__init__()
+        self._setDefault(weightPositive=1.0, weightNegative=1.0, probabilityCol="probability")
+        self._set(**self._input_kwargs)
+
+    def corrected(self, q: Column) -> Column:
+        """The population-scale probability of a weighted-scale probability ``q`` (a Column)."""
+        w1, w0 = self.getOrDefault(self.weightPositive), self.getOrDefault(self.weightNegative)
+        return F.lit(w0) * q / (F.lit(w0) * q + F.lit(w1) * (F.lit(1.0) - q))
+
+    def weighted_threshold(self, threshold: float) -> float:
+        """The weighted-scale cut-off equivalent to a population-scale ``threshold``."""
+        w1, w0 = self.getOrDefault(self.weightPositive), self.getOrDefault(self.weightNegative)
+        return w1 * threshold / (w1 * threshold + w0 * (1.0 - threshold))
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        from pyspark.ml.functions import array_to_vector, vector_to_array
+
+        col = self.getOrDefault(self.probabilityCol)
+        p = self.corrected(vector_to_array(F.col(col))[1])
+        return dataset.withColumn(col, array_to_vector(F.array(F.lit(1.0) - p, p)))

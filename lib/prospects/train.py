@@ -380,6 +380,14 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
         w1, w0 = n_train / (2.0 * pos_train), n_train / (2.0 * (n_train - pos_train))
         prepared["train"] = prepared["train"].withColumn(
             WEIGHT_COL, F.when(F.col(label) == 1, F.lit(w1)).otherwise(F.lit(w0)))
+    # with class weights, probabilities are brought back to the population's scale after the model
+    correction = (fe.PriorCorrection(weightPositive=w1, weightNegative=w0)
+                  if weighted and cfg.get("train.prior_correction") else None)
+
+    def predict(model: Any, df: DataFrame) -> DataFrame:
+        out = model.transform(df)
+        return correction.transform(out) if correction is not None else out
+
     for part in prepared:
         prepared[part] = prepared[part].cache()
     rows = {part: prepared[part].count() for part in prepared}
@@ -400,10 +408,10 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
     results: dict[str, ev.Evaluation] = {}
     test_scores_oracle = None
     for cand in candidates:
-        val_scores = ev.scored(cand.model.transform(prepared["validation"]), label).cache()
+        val_scores = ev.scored(predict(cand.model, prepared["validation"]), label).cache()
         threshold = ev.choose_threshold(val_scores, rule, float(cfg.get("train.threshold_top_share")), bins)
         val_scores.unpersist()
-        test_scores = ev.scored(cand.model.transform(prepared["test"]), label, keep=(id_col,)).cache()
+        test_scores = ev.scored(predict(cand.model, prepared["test"]), label, keep=(id_col,)).cache()
         results[cand.model_type] = ev.evaluate(test_scores, threshold, shares, bins)
         if oracle is not None and test_scores_oracle is None:
             test_scores_oracle = ev.oracle_scores(test_scores, oracle, id_col).cache()
@@ -430,7 +438,11 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
         is_chosen = cand is chosen
         path = None
         if save_all or is_chosen:
-            full = PipelineModel(stages=list(feature_model.stages) + [with_threshold(cand.model, res.threshold)])
+            if correction is None:
+                last = [with_threshold(cand.model, res.threshold)]
+            else:  # the classifier's own prediction at the same cut-off, on its (weighted) scale
+                last = [with_threshold(cand.model, correction.weighted_threshold(res.threshold)), correction]
+            full = PipelineModel(stages=list(feature_model.stages) + last)
             path = registry.save_model(full, registry.model_path(cfg, version, cand.model_type))
             saved[cand.model_type] = path
         m = res.metrics
