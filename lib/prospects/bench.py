@@ -417,23 +417,24 @@ def write_plot(data: dict, path: Path) -> str | None:
 
     fig, ax = plt.subplots(figsize=(7, 5))
     series = {}
-    for r in rows:
+    for r in rows:  # one line per results key: runs of different keys ran under different conditions
+        key = f" [{r['key']}]"
         if r["p_total"]:
-            series.setdefault(f"product ({r['p_trainer']})", []).append((r["users"], r["p_total"]))
+            series.setdefault(f"product ({r['p_trainer']}){key}", []).append((r["users"], r["p_total"]))
         if r["r_total"]:
-            series.setdefault("reference (pandas + scikit-learn)", []).append((r["users"], r["r_total"]))
+            series.setdefault(f"reference (pandas + scikit-learn){key}", []).append((r["users"], r["r_total"]))
         if r["p_seconds"].get("train"):
-            series.setdefault(f"product train stage ({r['p_trainer']})", []).append(
+            series.setdefault(f"product train stage ({r['p_trainer']}){key}", []).append(
                 (r["users"], r["p_seconds"]["train"]))
         if r["r_seconds"].get("train"):
-            series.setdefault("reference RF fit", []).append((r["users"], r["r_seconds"]["train"]))
+            series.setdefault(f"reference RF fit{key}", []).append((r["users"], r["r_seconds"]["train"]))
     styles = {"product": "o-", "reference": "s-"}
     for name, pts in series.items():
         pts = sorted(set(pts))
         style = styles["product" if name.startswith("product") else "reference"]
         whole = "train" not in name and "fit" not in name
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style if whole else style.replace("-", "--"),
-                label=name, alpha=1.0 if whole else 0.6)
+                label=name, alpha=1.0 if whole else 0.6, markersize=7)
     failed = [(r["users"], r["r_error"]) for r in rows if r["r_error"]]
     for users, err in failed:
         ax.axvline(users, color="grey", linestyle=":", linewidth=1)
