@@ -415,7 +415,7 @@ def write_plot(data: dict, path: Path) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(11, 5))
     series = {}
     for r in rows:  # one line per results key: runs of different keys ran under different conditions
         key = f" [{r['key']}]"
@@ -445,7 +445,7 @@ def write_plot(data: dict, path: Path) -> str | None:
     ax.set_ylabel("wall time, seconds (log scale)")
     ax.set_title("End-to-end wall time vs users, one 2-core machine")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a point
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
