@@ -288,15 +288,9 @@ def user_base_config(cfg: Config) -> Config:
     return dataclasses.replace(cfg, data=data, use_case=BASE_USE_CASE)
 
 
-def _hadoop(spark: SparkSession, path: str):
-    jvm = spark.sparkContext._jvm
-    p = jvm.org.apache.hadoop.fs.Path(path)
-    return p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), p
-
-
 def _read_text(spark: SparkSession, path: str) -> str | None:
     """The first line of a small text file, None when it is absent or unreadable."""
-    fs, p = _hadoop(spark, path)
+    fs, p = tables.hadoop_fs(spark, path)
     if not fs.exists(p):
         return None
     try:
@@ -312,7 +306,7 @@ def _read_text(spark: SparkSession, path: str) -> str | None:
 
 
 def _write_text(spark: SparkSession, path: str, text: str) -> None:
-    fs, p = _hadoop(spark, path)
+    fs, p = tables.hadoop_fs(spark, path)
     out = fs.create(p, True)
     try:
         out.write(bytearray(text.encode("utf-8")))
@@ -334,7 +328,7 @@ def _user_base_state(spark: SparkSession, base: Config) -> dict:
     raw, fmt = base.path("raw"), base.get("dataset.format")
     files = {}
     for name in [p.name for p in g.plan(base)] + [base.get("dataset.label_file")]:
-        fs, p = _hadoop(spark, join_path(raw, g.raw_name(name, fmt)))
+        fs, p = tables.hadoop_fs(spark, join_path(raw, g.raw_name(name, fmt)))
         files[name] = ([int(fs.getContentSummary(p).getLength()), int(fs.getFileStatus(p).getModificationTime())]
                        if fs.exists(p) else None)
     return {"settings": settings, "files": files}

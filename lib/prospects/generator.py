@@ -22,6 +22,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from prospects import tables
 from prospects.config import Config, join_path
 from prospects.dictionary import ColumnDictionary
 
@@ -335,14 +336,8 @@ def write_lines(spark: SparkSession, lines: DataFrame, header: str, path: str, s
         _promote_single_part(spark, target, path)
 
 
-def _hadoop_fs(spark: SparkSession, path: str):
-    jvm = spark._jvm
-    p = jvm.org.apache.hadoop.fs.Path(path)
-    return p.getFileSystem(spark._jsc.hadoopConfiguration()), p
-
-
 def _promote_single_part(spark: SparkSession, folder: str, target: str) -> None:
-    fs, folder_p = _hadoop_fs(spark, folder)
+    fs, folder_p = tables.hadoop_fs(spark, folder)
     parts = [s.getPath() for s in fs.listStatus(folder_p) if s.getPath().getName().startswith("part-")]
     if len(parts) != 1:
         raise RuntimeError(f"expected one part file in {folder}, found {len(parts)}")

@@ -71,18 +71,13 @@ class Source:
 # ---------------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------------
-def _fs(spark: SparkSession, path: str):
-    p = spark._jvm.org.apache.hadoop.fs.Path(path)
-    return p.getFileSystem(spark._jsc.hadoopConfiguration()), p
-
-
 def list_files(spark: SparkSession, path: str) -> list[str]:
     """Data files at ``path``: the file itself, or the part files of a folder (no _/. files).
 
     Raises:
         IngestError: when nothing exists at ``path`` or a folder holds no data file.
     """
-    fs, p = _fs(spark, path)
+    fs, p = tables.hadoop_fs(spark, path)
     if not fs.exists(p):
         raise IngestError(f"input file not found: {path}")
     status = fs.getFileStatus(p)
@@ -98,7 +93,7 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
 def first_line(spark: SparkSession, path: str) -> str | None:
     """First line of a (possibly compressed) file, read through Hadoop's FileSystem; None if empty."""
     jvm = spark._jvm
-    fs, p = _fs(spark, path)
+    fs, p = tables.hadoop_fs(spark, path)
     stream = fs.open(p)
     try:
         codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
@@ -118,7 +113,7 @@ def region_sources(spark: SparkSession, cfg: Config, raw_dir: str, fmt: str) -> 
     if pattern:
         escaped = re.escape(raw_name(pattern, fmt)).replace(re.escape("{region}"), "(?P<region>.+)")
         regex = re.compile(f"^{escaped}$")
-        fs, p = _fs(spark, raw_dir)
+        fs, p = tables.hadoop_fs(spark, raw_dir)
         if fs.exists(p):
             for status in fs.listStatus(p):
                 m = regex.match(status.getPath().getName())

@@ -31,6 +31,12 @@ def predicate(where: Mapping[str, Any]) -> str:
     return " AND ".join(f"`{k}` = {sql_literal(v)}" for k, v in where.items())
 
 
+def hadoop_fs(spark: SparkSession, path: str):
+    """(Hadoop FileSystem, Path) for ``path``: local disk, HDFS, S3, ABFS alike."""
+    p = spark._jvm.org.apache.hadoop.fs.Path(path)  # noqa: SLF001 - the way to reach Hadoop from Python
+    return p.getFileSystem(spark._jsc.hadoopConfiguration()), p  # noqa: SLF001
+
+
 def is_delta(spark: SparkSession, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
 
