@@ -158,6 +158,30 @@ def test_feature_pipeline_from_conf_round_trip_and_unseen_values(spark, make_cfg
     assert len(got) == 3 and all(not any(math.isnan(v) for v in r.f) for r in got)
 
 
+def test_fit_transform_learns_what_pipeline_fit_learns(spark, make_cfg):
+    # fit on the "train" rows only, transform every row, the row-wise stages computed once
+    cfg = make_cfg(extra={"features": {"max_missing": 30, "correlation_threshold": 0.9}})
+    df = _tiny_bronze(spark, cfg).withColumn("_part", F.when(F.col("user_id") % 3 == 0, "test").otherwise("train"))
+    reference = fe.build_feature_pipeline(cfg).fit(df.where(F.col("_part") == "train").drop("_part"))
+    model, out, cached = fe.fit_transform(fe.build_feature_pipeline(cfg), df, F.col("_part") == "train",
+                                          ["user_id", "label", "_part"])
+    assert [type(s).__name__ for s in model.stages] == [type(s).__name__ for s in reference.stages]
+    imputers = [[s for s in m.stages if isinstance(s, fe.RuleImputerModel)][0] for m in (model, reference)]
+    assert imputers[0].getSurrogates() == imputers[1].getSurrogates()
+    assert fe.feature_names(model) == fe.feature_names(reference)
+    assert fe.dropped_by_correlation(model) == fe.dropped_by_correlation(reference)
+    scalers = [m.stages[-1] for m in (model, reference)]
+    assert scalers[0].originalMin == scalers[1].originalMin and scalers[0].originalMax == scalers[1].originalMax
+    assert out.columns == ["user_id", "label", "_part", "features"]
+    got = {r.user_id: r.f for r in out.select("user_id", vector_to_array("features").alias("f")).collect()}
+    want = {r.user_id: r.f for r in reference.transform(df).select("user_id", vector_to_array("features").alias("f"))
+            .collect()}
+    assert got.keys() == want.keys() and len(got) == df.count()
+    assert all(got[k] == pytest.approx(want[k]) for k in want)
+    assert cached.is_cached
+    cached.unpersist()
+
+
 def test_exclude_and_readable_names(make_cfg):
     cfg = make_cfg(extra={"features": {"exclude": ["X43", "X27"]}})
     layout = [c for c, _, _ in fe.feature_layout(cfg)]

@@ -445,6 +445,33 @@ def build_feature_pipeline(cfg: Config) -> Pipeline:
     return Pipeline(stages=stages)
 
 
+def fit_transform(pipeline: Pipeline, df: DataFrame, fit_rows: Column,
+                  keep: list[str]) -> tuple[PipelineModel, DataFrame, DataFrame]:
+    """Fit the feature pipeline on the rows ``fit_rows`` of ``df`` and transform every row of ``df``,
+    with the row-wise stages computed once.
+
+    ``Pipeline.fit`` re-runs the transforms of all earlier stages for each estimator: the correlation
+    filter, the scaler and then the final transform would each re-average, re-impute, re-index and
+    re-assemble every user (three extra passes over the wide rows). Here the stages up to the raw
+    assembler are fitted first, their output (``keep`` columns + the raw vector) is computed once into
+    a cache, and the vector stages (correlation filter, scaler) are fitted on that cache. The returned
+    model holds the same fitted stages, in the same order, as ``pipeline.fit`` would give.
+
+    Returns:
+        ``(model, transformed, cached)``: ``transformed`` is ``keep`` + ``features`` for every row of
+        ``df``, lazy over ``cached`` (the assembled rows); the caller materialises what it needs, then
+        calls ``cached.unpersist()``.
+    """
+    stages = pipeline.getStages()
+    cut = next(i for i, s in enumerate(stages)
+               if isinstance(s, VectorAssembler) and s.getOutputCol() == RAW_FEATURES_COL) + 1
+    head = Pipeline(stages=stages[:cut]).fit(df.where(fit_rows))
+    cached = head.transform(df).select(*keep, RAW_FEATURES_COL).cache()
+    tail = Pipeline(stages=stages[cut:]).fit(cached.where(fit_rows))
+    model = PipelineModel(stages=list(head.stages) + list(tail.stages))
+    return model, tail.transform(cached).select(*keep, FEATURES_COL), cached
+
+
 def feature_names(model: PipelineModel) -> list[str]:
     """Names of the slots of ``features`` in a fitted feature pipeline (raw codes or group names).
 

@@ -357,9 +357,9 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
 
     keep = [c for c in df.columns if c not in META_COLUMNS]
     base = split(df.select(*keep), label, id_col, cfg.get("train.fractions"), int(cfg.get("train.seed"))).cache()
-    train_raw = base.where(F.col(SPLIT_COL) == "train").drop(SPLIT_COL)
     t0 = time.time()
-    feature_model = pipeline.fit(train_raw)
+    feature_model, transformed, assembled = fe.fit_transform(
+        pipeline, base, F.col(SPLIT_COL) == "train", [id_col, label, SPLIT_COL])
     feature_seconds = time.time() - t0
     names = fe.feature_names(feature_model)
     dropped = [d["drop"] for d in fe.dropped_by_correlation(feature_model) if d.get("drop")]
@@ -367,11 +367,9 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
              feature_seconds, len(names), dropped)
 
     weighted = cfg.get("train.class_weights") == "balanced"
-    prepared = {}
-    for part in ("train", "validation", "test"):
-        x = feature_model.transform(base.where(F.col(SPLIT_COL) == part).drop(SPLIT_COL))
-        x = x.select(id_col, F.col(label).cast("double").alias(label), fe.FEATURES_COL)
-        prepared[part] = x
+    transformed = transformed.withColumn(label, F.col(label).cast("double"))
+    prepared = {part: transformed.where(F.col(SPLIT_COL) == part).drop(SPLIT_COL)
+                for part in ("train", "validation", "test")}
     n_train_pos_row = prepared["train"].agg(F.count(F.lit(1)), F.sum(label)).first()
     n_train, pos_train = int(n_train_pos_row[0]), int(n_train_pos_row[1] or 0)
     if pos_train in (0, n_train):
@@ -391,6 +389,7 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
     for part in prepared:
         prepared[part] = prepared[part].cache()
     rows = {part: prepared[part].count() for part in prepared}
+    assembled.unpersist()
     base.unpersist()
     log.info("split rows %s (train positives %d)", rows, pos_train)
 
