@@ -356,7 +356,10 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
     pipeline = fe.build_feature_pipeline(cfg)
 
     keep = [c for c in df.columns if c not in META_COLUMNS]
-    base = split(df.select(*keep), label, id_col, cfg.get("train.fractions"), int(cfg.get("train.seed"))).cache()
+    # not cached: the wide rows are read three times (imputer fit, indexer fit, assembling), which costs
+    # little, while a cached copy of the 45 columns added to the heap pressure under which a 20M-user run
+    # ran out of memory (docs/benchmarks/NOTES.md); only the assembled vectors are cached
+    base = split(df.select(*keep), label, id_col, cfg.get("train.fractions"), int(cfg.get("train.seed")))
     t0 = time.time()
     feature_model, transformed, assembled = fe.fit_transform(
         pipeline, base, F.col(SPLIT_COL) == "train", [id_col, label, SPLIT_COL])
@@ -390,7 +393,6 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
         prepared[part] = prepared[part].cache()
     rows = {part: prepared[part].count() for part in prepared}
     assembled.unpersist()
-    base.unpersist()
     log.info("split rows %s (train positives %d)", rows, pos_train)
 
     phases = {"features": round(time.time() - t0, 1)}
