@@ -232,10 +232,15 @@ def run_measured(cmd: list[str], tag: str, log_path: Path, interval: float = 0.2
         if line.startswith(tag + " "):
             result = json.loads(line[len(tag) + 1:])
     if proc.returncode != 0 or result is None:
-        tail = log_path.read_text()[-3000:] if log_path.exists() else ""
-        oom = proc.returncode in (-9, 137) or "MemoryError" in tail or "OutOfMemoryError" in tail
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        tail = text[-3000:]
+        # a JVM out of memory shows first in the log; the Python side then fails on the dead gateway
+        java_oom = "java.lang.OutOfMemoryError" in text
+        oom = proc.returncode in (-9, 137) or "MemoryError" in tail or java_oom
+        error = ("out of memory (Java heap)" if java_oom else "out of memory" if oom
+                 else tail.strip().splitlines()[-1] if tail.strip() else "failed")
         return {"ok": False, "returncode": proc.returncode, "wall": wall, "peak_rss_gb": round(peak["rss"] / 2**30, 2),
-                "error": "out of memory" if oom else tail.strip().splitlines()[-1] if tail.strip() else "failed",
+                "error": error,
                 "log": str(log_path)}
     return {"ok": True, **result, "wall": wall, "peak_rss_gb": round(peak["rss"] / 2**30, 2), "log": str(log_path)}
 
