@@ -27,7 +27,6 @@ TEST_SPARK = {
         "spark.sql.session.timeZone": "UTC",
         "spark.databricks.delta.snapshotPartitions": 1,
         "spark.sql.adaptive.enabled": "true",
-        "spark.sql.codegen.hugeMethodLimit": 8000,  # as conf/local.yml
     },
 }
 

@@ -120,9 +120,9 @@ def test_run_measured_reports_peak_memory_and_failures(tmp_path):
     bad = bench.run_measured([sys.executable, "-c", "raise MemoryError()"], "BENCH_CHILD", tmp_path / "bad.log")
     assert not bad["ok"] and bad["error"] == "out of memory"
     # the JVM's heap error comes first in the log, the last line is Python's lost gateway
-    jvm = bench.run_measured([sys.executable, "-c", "import sys; print('java.lang.OutOfMemoryError: Java heap space', "
-                              "file=sys.stderr); print('x' * 5000, file=sys.stderr); raise ConnectionRefusedError(111)"],
-                             "BENCH_CHILD", tmp_path / "jvm.log")
+    child = ("import sys; print('java.lang.OutOfMemoryError: Java heap space', file=sys.stderr); "
+             "print('x' * 5000, file=sys.stderr); raise ConnectionRefusedError(111)")
+    jvm = bench.run_measured([sys.executable, "-c", child], "BENCH_CHILD", tmp_path / "jvm.log")
     assert not jvm["ok"] and jvm["error"] == "out of memory (Java heap)"
     other = bench.run_measured([sys.executable, "-c", "raise ValueError('boom')"], "BENCH_CHILD", tmp_path / "o.log")
     assert not other["ok"] and other["error"] == "ValueError: boom"

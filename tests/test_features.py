@@ -182,6 +182,14 @@ def test_fit_transform_learns_what_pipeline_fit_learns(spark, make_cfg):
     cached.unpersist()
 
 
+def test_session_splits_huge_generated_methods(spark):
+    # the feature expressions on wide rows run un-JITted above HotSpot's 8,000-byte limit
+    from prospects.session import PRODUCT_CONF
+
+    assert spark.conf.get("spark.sql.codegen.hugeMethodLimit") == "8000" == str(
+        PRODUCT_CONF["spark.sql.codegen.hugeMethodLimit"])
+
+
 def test_exclude_and_readable_names(make_cfg):
     cfg = make_cfg(extra={"features": {"exclude": ["X43", "X27"]}})
     layout = [c for c, _, _ in fe.feature_layout(cfg)]

@@ -1,7 +1,8 @@
 """The one SparkSession factory: Delta's extension and catalog, cached Delta jars, local defaults.
 
 Under spark-submit (``spark-submit.sh``) the master, memory and jars come from the submit command
-and the cluster; the factory then only adds the Delta SQL settings and ``spark.conf`` from conf.
+and the cluster; the factory then only adds the Delta SQL settings, :data:`PRODUCT_CONF` and
+``spark.conf`` from conf.
 Run directly with Python (tests, notebooks, ``python -m``), it sets the master, driver memory and
 the cached Delta jars itself.
 """
@@ -21,6 +22,14 @@ log = logging.getLogger(__name__)
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+# Defaults for every environment; a key in ``spark.conf`` overrides them. The 45-column rows and
+# the feature expressions give whole-stage generated methods above HotSpot's 8,000-byte JIT limit,
+# which then run interpreted, about 3x slower (1M users: the feature rows in 20 s instead of 6 s,
+# docs/benchmarks/NOTES.md); with the limit at 8000 Spark splits such plans instead.
+PRODUCT_CONF = {
+    "spark.sql.codegen.hugeMethodLimit": 8000,
 }
 
 
@@ -49,7 +58,7 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
         builder = (builder.master(cfg.get("spark.master"))
                    .config("spark.jars", ",".join(jars))
                    .config("spark.driver.memory", cfg.get("spark.driver_memory")))
-    for key, value in {**DELTA_CONF, **(cfg.get("spark.conf") or {})}.items():
+    for key, value in {**DELTA_CONF, **PRODUCT_CONF, **(cfg.get("spark.conf") or {})}.items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
