@@ -1,11 +1,12 @@
 """Model evaluation in Spark: AUCs, confusion matrix, per-class metrics, lift, threshold rules, curves.
 
 Everything that grows with the user base stays in Spark. A scored frame (label + the positive
-class probability ``p``) is reduced to a few aggregates: the AUCs (Spark's
-``BinaryClassificationEvaluator``), one probability histogram of ``bins`` bins with the positives
-per bin (ROC, PR and gains curves and the F1-optimal threshold come from it: at most ``bins``
-rows reach the driver), approximate percentiles (the top-share threshold, lift cut-offs) and one
-confusion-matrix aggregation. Figures are drawn from those aggregates with matplotlib (Agg).
+class probability ``p``) is reduced to a few aggregates: the exact AUCs (Spark's
+``BinaryClassificationEvaluator``), approximate percentiles (the top-share threshold,
+lift cut-offs) and one probability histogram of ``bins`` bins with the positives per bin, which
+also counts the users above the decision thresholds and lift cut-offs (ROC, PR and gains curves,
+the F1-optimal threshold, the confusion matrices and the lifts come from it: at most ``bins`` rows
+reach the driver). Figures are drawn from those aggregates with matplotlib (Agg).
 """
 
 from __future__ import annotations
@@ -51,16 +52,31 @@ def auc(scores: DataFrame, metric: str = "areaUnderROC") -> float:
     return float(ev.evaluate(scores))
 
 
+def aucs(scores: DataFrame) -> dict[str, float]:
+    """Both exact AUCs, ``areaUnderROC`` and ``areaUnderPR`` (:func:`auc`, one evaluator pass each).
+
+    mllib's ``BinaryClassificationMetrics`` could answer both from one sort, but the only way to
+    build it from a DataFrame (PySpark's wrapper, or its DataFrame constructor) down-samples the
+    curve to 1,000 bins: approximate AUCs (about 1e-5 off), so the exact evaluator runs twice.
+    """
+    return {m: auc(scores, m) for m in ("areaUnderROC", "areaUnderPR")}
+
+
 # ---------------------------------------------------------------------------------------------
 # Histogram, curves, thresholds
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class Histogram:
-    """Users and positives per probability bin ``[b / bins, (b + 1) / bins)`` (last bin closed)."""
+    """Users and positives per probability bin ``[b / bins, (b + 1) / bins)`` (last bin closed).
+
+    ``where``: name -> (users, positives) among the users meeting each condition given to
+    :func:`histogram` (counted exactly, in the same aggregation).
+    """
 
     bins: int
     n: list[int]
     pos: list[int]
+    where: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -82,16 +98,28 @@ class Histogram:
         return out
 
 
-def histogram(scores: DataFrame, bins: int = 1000) -> Histogram:
-    """Bin ``p`` into ``bins`` equal bins with the positives per bin (one Spark aggregation)."""
+def histogram(scores: DataFrame, bins: int = 1000, where: dict[str, Column] | None = None) -> Histogram:
+    """Bin ``p`` into ``bins`` equal bins with the positives per bin (one Spark aggregation).
+
+    ``where``: name -> boolean condition on ``p`` (e.g. ``p > threshold``); the users and positives
+    meeting each are counted in the same aggregation (per bin, summed on the driver).
+    """
+    where = where or {}
     b = F.least(F.floor(F.col(P_COL) * bins).cast("int"), F.lit(bins - 1))
-    rows = (scores.where(F.col(P_COL).isNotNull()).groupBy(b.alias("b"))
-            .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col(LABEL)).alias("pos")).collect())
+    y = F.col(LABEL) == 1
+    aggs = [F.count(F.lit(1)).alias("n"), F.sum(F.col(LABEL)).alias("pos")]
+    for i, cond in enumerate(where.values()):
+        aggs += [F.count_if(cond).alias(f"w{i}"), F.count_if(cond & y).alias(f"wp{i}")]
+    rows = scores.where(F.col(P_COL).isNotNull()).groupBy(b.alias("b")).agg(*aggs).collect()
     n, pos = [0] * bins, [0] * bins
+    counts = [[0, 0] for _ in where]
     for r in rows:
         n[r["b"]] = int(r["n"])
         pos[r["b"]] = int(r["pos"] or 0)
-    return Histogram(bins, n, pos)
+        for i, c in enumerate(counts):
+            c[0] += int(r[f"w{i}"])
+            c[1] += int(r[f"wp{i}"])
+    return Histogram(bins, n, pos, {name: (c[0], c[1]) for name, c in zip(where, counts)})
 
 
 def roc_curve(h: Histogram) -> list[tuple[float, float, float]]:
@@ -187,33 +215,26 @@ def evaluate(scores: DataFrame, threshold: float, lift_shares: list[float] = (0.
              bins: int = 1000) -> Evaluation:
     """Evaluate scored users (``_label``, ``p``; see :func:`scored`) at ``threshold``.
 
-    Spark work: two evaluator passes (ROC AUC, PR AUC), one histogram, one percentile pass for the
-    lift cut-offs, one aggregation for both confusion matrices and the lifts.
+    Spark work: two exact AUC passes (:func:`aucs`), one percentile pass for the lift
+    cut-offs, one histogram that also counts both confusion matrices and the lifts.
     """
-    hist = histogram(scores, bins)
-    if hist.total == 0:
-        raise ValueError("cannot evaluate an empty split")
-    metrics: dict[str, float] = {"areaUnderROC": auc(scores, "areaUnderROC"),
-                                 "areaUnderPR": auc(scores, "areaUnderPR")}
     shares = [float(s) for s in lift_shares]
     cutoffs = []
     if shares:
         cut = scores.agg(F.percentile_approx(P_COL, [1.0 - s for s in shares], 10000)).first()[0]
-        cutoffs = [float(c) for c in cut]
-    p, y = F.col(P_COL), F.col(LABEL)
-    aggs = [F.count(F.lit(1)).alias("n"), F.sum(y).alias("pos")]
-    for name, t in (("", threshold), ("_at_0_5", 0.5)):
-        pred = p > F.lit(t)
-        aggs += [F.sum((pred & (y == 1)).cast("long")).alias(f"tp{name}"),
-                 F.sum((pred & (y == 0)).cast("long")).alias(f"fp{name}")]
-    for i, c in enumerate(cutoffs):
-        top = p >= F.lit(c)
-        aggs += [F.sum(top.cast("long")).alias(f"top_n{i}"), F.sum((top & (y == 1)).cast("long")).alias(f"top_tp{i}")]
-    row = scores.agg(*aggs).first().asDict()
-    n, pos = int(row["n"]), int(row["pos"] or 0)
+        cutoffs = [float(c) for c in cut] if cut else []
+    p = F.col(P_COL)
+    where = {"": p > F.lit(threshold), "_at_0_5": p > F.lit(0.5)}
+    where.update({f"top{i}": p >= F.lit(c) for i, c in enumerate(cutoffs)})
+    hist = histogram(scores, bins, where)
+    if hist.total == 0:
+        raise ValueError("cannot evaluate an empty split")
+    metrics: dict[str, float] = aucs(scores)
+    n, pos = hist.total, hist.positives
     confusion = {}
     for name in ("", "_at_0_5"):
-        tp, fp = int(row[f"tp{name}"] or 0), int(row[f"fp{name}"] or 0)
+        flagged, tp = hist.where[name]
+        fp = flagged - tp
         fn, tn = pos - tp, n - pos - fp
         metrics.update(class_metrics(tp, fp, tn, fn, name))
         if name == "":
@@ -221,9 +242,9 @@ def evaluate(scores: DataFrame, threshold: float, lift_shares: list[float] = (0.
     base = _safe(pos, n)
     metrics.update(rows=float(n), positives=float(pos), base_rate=base,
                    predicted_positive_share=_safe(confusion["tp"] + confusion["fp"], n))
-    for i, s in enumerate(shares):
+    for i, s in enumerate(shares[:len(cutoffs)]):
         key = f"top{round(s * 100):d}"
-        top_n, top_tp = int(row[f"top_n{i}"] or 0), int(row[f"top_tp{i}"] or 0)
+        top_n, top_tp = hist.where[f"top{i}"]
         metrics[f"capture_{key}"] = _safe(top_tp, pos)
         metrics[f"lift_{key}"] = _safe(_safe(top_tp, top_n), base)
     metrics["threshold"] = threshold

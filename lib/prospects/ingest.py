@@ -555,24 +555,27 @@ def _ingest(cfg: Config, spark: SparkSession, persisted: list[DataFrame]) -> dic
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + r["n"]
         q_by_kind[r["source_kind"]] = q_by_kind.get(r["source_kind"], 0) + r["n"]
 
-    # 3. Write: bronze users, bronze regions, quarantine (each replaces this run's slice).
+    # 3. Write: bronze users, bronze regions, quarantine (each replaces this run's slice), side by
+    #    side: three tables, so the jobs and the commits overlap instead of queueing.
     now = F.current_timestamp()
     bronze_users = accepted.select(
         *[F.col(id_col)], *pii, *[F.col(c) for c in feature_cols if c in accepted.columns],
         F.col(label_col).cast("int").alias(label_col), F.lit(cfg.run_id).alias("run_id"),
         now.alias("ingested_at"))
-    m_users = tables.replace_partition(bronze_users, cfg.table("bronze_users"), {"run_id": cfg.run_id},
-                                       ["run_id"])
-    m_regions: dict = {}
+    run = {"run_id": cfg.run_id}
+    writes = {
+        "users": lambda: tables.replace_partition(bronze_users, cfg.table("bronze_users"), run, ["run_id"]),
+        "quarantine": lambda: tables.replace_partition(quarantine, cfg.table("quarantine"), run, ["run_id"]),
+    }
     if region_rows is not None:
         region_pii = pii_columns(cfg, region_rows)
         bronze_regions = region_rows.where(F.col("reason").isNull()).select(
             F.col(id_col), *region_pii, *[F.col(c) for c in feature_cols], F.col("region"),
             F.lit(cfg.run_id).alias("run_id"), now.alias("ingested_at"))
-        m_regions = tables.replace_partition(bronze_regions, cfg.table("bronze_regions"),
-                                             {"run_id": cfg.run_id}, ["run_id", "region"])
-    m_quarantine = tables.replace_partition(quarantine, cfg.table("quarantine"), {"run_id": cfg.run_id},
-                                            ["run_id"])
+        writes["regions"] = lambda: tables.replace_partition(bronze_regions, cfg.table("bronze_regions"), run,
+                                                             ["run_id", "region"])
+    written = tables.write_concurrently(writes, workers=len(writes))
+    m_users, m_quarantine, m_regions = written["users"], written["quarantine"], written.get("regions", {})
 
     # 4. Reconcile with what Delta committed: every line read is in a bronze row or in quarantine.
     users_written = tables.rows_written(m_users)

@@ -18,6 +18,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,11 +219,19 @@ class Candidate:
     validation_score: float
     fit_seconds: float
     grid: list[dict] = field(default_factory=list)  # {"params", "score", "seconds"} per param map
+    # the chosen model's validation users scored (``_label``, ``p``), cached: the decision threshold
+    # is learnt from them without predicting the validation users again; unpersisted by the caller
+    validation_scores: DataFrame | None = None
 
 
 def tune(model_type: str, cfg: Config, train: DataFrame, validation: DataFrame, weighted: bool,
-         n_features: int | None = None) -> Candidate:
+         n_features: int | None = None,
+         predict: Callable[[Any, DataFrame], DataFrame] | None = None) -> Candidate:
     """Grid-search one model type; the score is ``train.selection_metric`` on ``validation``.
+
+    ``predict(model, df)`` scores users (default ``model.transform``; train passes the transform
+    followed by the prior correction, a monotone map that leaves the AUCs unchanged). The best
+    model's validation scores stay cached in ``Candidate.validation_scores``.
 
     ``train.tuning``: ``validation`` fits every param map on ``train`` and scores it on
     ``validation``; ``cv`` runs Spark's CrossValidator (``train.folds``) on ``train`` and scores its
@@ -236,8 +245,12 @@ def tune(model_type: str, cfg: Config, train: DataFrame, validation: DataFrame, 
     parallelism = max(1, int(cfg.get("train.parallelism")))
     label = cfg.get("dataset.label_column")
 
-    def val_score(model) -> float:
-        return ev.auc(ev.scored(model.transform(validation), label), metric)
+    def val_scores(model) -> DataFrame:
+        return ev.scored(predict(model, validation) if predict else model.transform(validation), label).cache()
+
+    def val_score(model) -> tuple[float, DataFrame]:
+        scores = val_scores(model)
+        return ev.auc(scores, metric), scores
 
     started = time.time()
     mode = cfg.get("train.tuning")
@@ -251,26 +264,30 @@ def tune(model_type: str, cfg: Config, train: DataFrame, validation: DataFrame, 
         model = cv_model.bestModel
         grid = [{"params": describe_params(m), "score": float(s), "seconds": None}
                 for m, s in zip(maps, cv_model.avgMetrics)]
-        score = val_score(model)
+        score, scores = val_score(model)
         best_params = describe_params(maps[best_i])
     elif mode == "validation":
         def fit_one(i: int):
             t0 = time.time()
             m = est.copy(maps[i]).fit(train)
-            return i, m, val_score(m), time.time() - t0
+            s, scored_users = val_score(m)
+            return i, m, s, time.time() - t0, scored_users
 
         with ThreadPoolExecutor(max_workers=min(parallelism, len(maps))) as pool:
             results = sorted(pool.map(fit_one, range(len(maps))), key=lambda r: r[0])
         grid = [{"params": describe_params(maps[i]), "score": s, "seconds": round(sec, 2)}
-                for i, _, s, sec in results]
-        best_i, model, score, _ = max(results, key=lambda r: (r[2], -r[0]))
+                for i, _, s, sec, _ in results]
+        best_i, model, score, _, scores = max(results, key=lambda r: (r[2], -r[0]))
+        for r in results:
+            if r[4] is not scores:
+                r[4].unpersist()
         best_params = describe_params(maps[best_i])
     else:
         raise ValueError(f"train.tuning must be validation or cv, got {mode!r}")
     seconds = time.time() - started
     log.info("%s: best %s = %.4f with %s (%d param maps, %.1fs)", model_type, metric, score, best_params,
              len(maps), seconds)
-    return Candidate(model_type, model, best_params, score, seconds, grid)
+    return Candidate(model_type, model, best_params, score, seconds, grid, scores)
 
 
 def importances(model: Any) -> list[float]:
@@ -397,7 +414,8 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
 
     phases = {"features": round(time.time() - t0, 1)}
     t1 = time.time()
-    candidates = [tune(m, cfg, prepared["train"], prepared["validation"], weighted, len(names)) for m in model_types]
+    candidates = [tune(m, cfg, prepared["train"], prepared["validation"], weighted, len(names), predict)
+                  for m in model_types]
     phases["tuning"] = round(time.time() - t1, 1)
     t1 = time.time()
     metric = cfg.get("train.selection_metric")
@@ -409,9 +427,9 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
     results: dict[str, ev.Evaluation] = {}
     test_scores_oracle = None
     for cand in candidates:
-        val_scores = ev.scored(predict(cand.model, prepared["validation"]), label).cache()
-        threshold = ev.choose_threshold(val_scores, rule, float(cfg.get("train.threshold_top_share")), bins)
-        val_scores.unpersist()
+        threshold = ev.choose_threshold(cand.validation_scores, rule, float(cfg.get("train.threshold_top_share")),
+                                        bins)
+        cand.validation_scores.unpersist()
         test_scores = ev.scored(predict(cand.model, prepared["test"]), label, keep=(id_col,)).cache()
         results[cand.model_type] = ev.evaluate(test_scores, threshold, shares, bins)
         if oracle is not None and test_scores_oracle is None:
