@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -886,14 +887,7 @@ def run(cfg: Config, spark: SparkSession) -> dict:
         "eda_curves": spark.createDataFrame(curve_rows, curves_df.schema),
         "eda_histograms": spark.createDataFrame(hist_rows, hist_df.schema),
         "eda_correlation": corr_df, "eda_corr_pairs": pairs_df})
-    # ten small tables: written side by side (each its own Delta commit)
-    tables.write_concurrently({key: (lambda key=key, out=out: _write(cfg, key, out)) for key, out in outputs.items()})
-    if counts is not None:
-        counts.unpersist()
-    df.unpersist()
-    t = tick("write tables", t)
-
-    # --- figures and report --------------------------------------------------------------------
+    # --- tables and figures --------------------------------------------------------------------
     target = join_path(cfg.path("reports"), cfg.run_id, "profile")
     local, remote = _local_dir(target)
     if count_rows:  # every user is in exactly one value of each counted column
@@ -901,14 +895,28 @@ def run(cfg: Config, spark: SparkSession) -> dict:
         overall_rate = sum(r["switchers"] or 0 for r in count_rows if r["column"] == first) / users
     else:
         overall_rate = float(df.agg(F.avg(F.col(label))).first()[0] or 0)
-    figs = eda_plots.draw_all(
-        local, dictionary=dictionary, col_rows=col_rows, groups=groups, per_group=per_group,
-        miss_cols=miss_cols, sample=sample, pattern_rows=pat_out, co_rows=co_rows, blocks=blocks,
-        cat_rows=cat_rows, categorical=categorical, curve_rows=curve_rows, curve_cols=curve_cols,
-        hist_rows=hist_rows, hist_cols=[c for c in hist_cols if c not in curve_cols],
-        corr_cols=corr_cols, matrix=matrix, pair_rows=pair_rows, threshold=threshold,
-        overall_rate=overall_rate, max_values=int(p["max_category_values"]), users=users)
-    t = tick("figures", t)
+
+    def draw() -> list:
+        return eda_plots.draw_all(
+            local, dictionary=dictionary, col_rows=col_rows, groups=groups, per_group=per_group,
+            miss_cols=miss_cols, sample=sample, pattern_rows=pat_out, co_rows=co_rows, blocks=blocks,
+            cat_rows=cat_rows, categorical=categorical, curve_rows=curve_rows, curve_cols=curve_cols,
+            hist_rows=hist_rows, hist_cols=[c for c in hist_cols if c not in curve_cols],
+            corr_cols=corr_cols, matrix=matrix, pair_rows=pair_rows, threshold=threshold,
+            overall_rate=overall_rate, max_values=int(p["max_category_values"]), users=users)
+
+    # The figures are drawn (one Python thread, the only one using matplotlib) from the collected
+    # aggregates while the JVM writes the ten small tables side by side (each its own Delta commit):
+    # the two no longer queue, and the figures' Python work overlaps the commits' waits.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="figures") as pool:
+        drawing = pool.submit(draw)
+        tables.write_concurrently({key: (lambda key=key, out=out: _write(cfg, key, out))
+                                   for key, out in outputs.items()})
+        figs = drawing.result()
+    if counts is not None:
+        counts.unpersist()
+    df.unpersist()
+    t = tick("tables and figures", t)
     summary = {
         "bronze_run_id": bronze_run, "users": users, "columns": len(features),
         "categorical": categorical, "numeric": numeric,
