@@ -562,17 +562,17 @@ def _ingest(cfg: Config, spark: SparkSession, persisted: list[DataFrame]) -> dic
         *[F.col(id_col)], *pii, *[F.col(c) for c in feature_cols if c in accepted.columns],
         F.col(label_col).cast("int").alias(label_col), F.lit(cfg.run_id).alias("run_id"),
         now.alias("ingested_at"))
-    run = {"run_id": cfg.run_id}
+    this_run = {"run_id": cfg.run_id}
     writes = {
-        "users": lambda: tables.replace_partition(bronze_users, cfg.table("bronze_users"), run, ["run_id"]),
-        "quarantine": lambda: tables.replace_partition(quarantine, cfg.table("quarantine"), run, ["run_id"]),
+        "users": lambda: tables.replace_partition(bronze_users, cfg.table("bronze_users"), this_run, ["run_id"]),
+        "quarantine": lambda: tables.replace_partition(quarantine, cfg.table("quarantine"), this_run, ["run_id"]),
     }
     if region_rows is not None:
         region_pii = pii_columns(cfg, region_rows)
         bronze_regions = region_rows.where(F.col("reason").isNull()).select(
             F.col(id_col), *region_pii, *[F.col(c) for c in feature_cols], F.col("region"),
             F.lit(cfg.run_id).alias("run_id"), now.alias("ingested_at"))
-        writes["regions"] = lambda: tables.replace_partition(bronze_regions, cfg.table("bronze_regions"), run,
+        writes["regions"] = lambda: tables.replace_partition(bronze_regions, cfg.table("bronze_regions"), this_run,
                                                              ["run_id", "region"])
     written = tables.write_concurrently(writes, workers=len(writes))
     m_users, m_quarantine, m_regions = written["users"], written["quarantine"], written.get("regions", {})

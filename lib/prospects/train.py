@@ -245,11 +245,9 @@ def tune(model_type: str, cfg: Config, train: DataFrame, validation: DataFrame, 
     parallelism = max(1, int(cfg.get("train.parallelism")))
     label = cfg.get("dataset.label_column")
 
-    def val_scores(model) -> DataFrame:
-        return ev.scored(predict(model, validation) if predict else model.transform(validation), label).cache()
-
     def val_score(model) -> tuple[float, DataFrame]:
-        scores = val_scores(model)
+        """The selection metric on the validation users, and their scores (cached)."""
+        scores = ev.scored(predict(model, validation) if predict else model.transform(validation), label).cache()
         return ev.auc(scores, metric), scores
 
     started = time.time()
