@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,13 @@ def test_job_failure_exits_1_with_one_line_and_summary(capsys, tmp_path):
     assert code == 1
     assert captured.err.strip().splitlines()[-1] == "demo failed: ValueError: input is broken"
     assert '"status": "failed"' in summary.read_text()
+
+
+def test_a_direct_run_gives_the_python_workers_this_interpreter(spark, make_cfg, monkeypatch):
+    # started as `.venv/bin/python -m jobs.train` without the venv on PATH, the workers of the pandas
+    # and XGBoost UDFs would run the first `python3` on PATH, which may have no pandas
+    from prospects.session import build_session
+
+    monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
+    assert build_session(make_cfg()) is spark
+    assert os.environ["PYSPARK_PYTHON"] == sys.executable

@@ -32,7 +32,7 @@ import json
 import logging
 from typing import Any
 
-from pyspark import keyword_only
+from pyspark import StorageLevel, keyword_only
 from pyspark.ml import Estimator, Model, Pipeline, PipelineModel, Transformer
 from pyspark.ml.feature import MinMaxScaler, StringIndexer, VectorAssembler, VectorSlicer
 from pyspark.ml.param import Param, Params, TypeConverters
@@ -466,7 +466,7 @@ def fit_transform(pipeline: Pipeline, df: DataFrame, fit_rows: Column,
     cut = next(i for i, s in enumerate(stages)
                if isinstance(s, VectorAssembler) and s.getOutputCol() == RAW_FEATURES_COL) + 1
     head = Pipeline(stages=stages[:cut]).fit(df.where(fit_rows))
-    cached = head.transform(df).select(*keep, RAW_FEATURES_COL).cache()
+    cached = head.transform(df).select(*keep, RAW_FEATURES_COL).persist(StorageLevel.MEMORY_AND_DISK)
     tail = Pipeline(stages=stages[cut:]).fit(cached.where(fit_rows))
     model = PipelineModel(stages=list(head.stages) + list(tail.stages))
     return model, tail.transform(cached).select(*keep, FEATURES_COL), cached

@@ -3,14 +3,15 @@
 Under spark-submit (``spark-submit.sh``) the master, memory and jars come from the submit command
 and the cluster; the factory then only adds the Delta SQL settings, :data:`PRODUCT_CONF` and
 ``spark.conf`` from conf.
-Run directly with Python (tests, notebooks, ``python -m``), it sets the master, driver memory and
-the cached Delta jars itself.
+Run directly with Python (tests, notebooks, ``python -m``), it sets the master, driver memory, the
+cached Delta jars and the Python of the workers (this interpreter) itself.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -55,6 +56,9 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
             raise ConfigError(
                 f"Delta jars for {cfg.get('spark.delta_package')} are not cached in "
                 f"{cfg.get('spark.jars_dir')}: run `make setup` (or `python -m prospects.jars fetch`)")
+        # Python workers (pandas and XGBoost UDFs) run this interpreter, not whatever `python3` is first
+        # on PATH (a venv's python started without activating the venv would otherwise lose pandas)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = (builder.master(cfg.get("spark.master"))
                    .config("spark.jars", ",".join(jars))
                    .config("spark.driver.memory", cfg.get("spark.driver_memory")))

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyspark import StorageLevel
 from pyspark.ml import PipelineModel
 from pyspark.ml.classification import (
     DecisionTreeClassifier,
@@ -405,7 +406,7 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
         return correction.transform(out) if correction is not None else out
 
     for part in prepared:
-        prepared[part] = prepared[part].cache()
+        prepared[part] = prepared[part].persist(StorageLevel.MEMORY_AND_DISK)
     rows = {part: prepared[part].count() for part in prepared}
     assembled.unpersist()
     log.info("split rows %s (train positives %d)", rows, pos_train)
