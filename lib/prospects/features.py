@@ -466,6 +466,8 @@ def fit_transform(pipeline: Pipeline, df: DataFrame, fit_rows: Column,
     cut = next(i for i, s in enumerate(stages)
                if isinstance(s, VectorAssembler) and s.getOutputCol() == RAW_FEATURES_COL) + 1
     head = Pipeline(stages=stages[:cut]).fit(df.where(fit_rows))
+    # serialized (PySpark's MEMORY_AND_DISK): a block is accounted in bytes and goes to disk when memory
+    # is short; the deserialized default ran a 20M-user run out of Java heap with an 8g driver
     cached = head.transform(df).select(*keep, RAW_FEATURES_COL).persist(StorageLevel.MEMORY_AND_DISK)
     tail = Pipeline(stages=stages[cut:]).fit(cached.where(fit_rows))
     model = PipelineModel(stages=list(head.stages) + list(tail.stages))

@@ -405,7 +405,7 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
         out = model.transform(df)
         return correction.transform(out) if correction is not None else out
 
-    for part in prepared:
+    for part in prepared:           # serialized, as in fe.fit_transform: bounded heap at any size
         prepared[part] = prepared[part].persist(StorageLevel.MEMORY_AND_DISK)
     rows = {part: prepared[part].count() for part in prepared}
     assembled.unpersist()
