@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JARS := .cache/jars/resolved.txt
 SIZES ?= 200000,1000000
+# test processes (pytest-xdist); each test module stays in one process, which keeps its fixtures
+TEST_WORKERS ?= 2
 ARGS ?=
 
 .PHONY: setup demo test lint bench churn credit clean help
@@ -35,7 +37,7 @@ demo: setup
 	$(PY) -m jobs.pipeline --generate $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q tests $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check lib jobs tests
