@@ -159,6 +159,24 @@ def test_drift_flags_a_shifted_region(spark):
     assert 9 <= rows[("A", "x")]["bins"] <= 11
 
 
+def test_bin_counts_match_a_count_by_hand(spark):
+    rows = [("A", 1.0, "m"), ("A", 2.5, None), ("A", None, "f"), ("B", 7.0, "m"), ("B", 2.0, "m"), ("B", None, None)]
+    df = spark.createDataFrame(rows, "region string, x double, s string")
+    spec = {"x": {"kind": "numeric", "edges": [2.0, 5.0]}, "s": {"kind": "categorical"}}
+    got = {(r["region"], r["feature"], r["bin"]): r["count"]
+           for r in seg._bin_counts(df, spec, ["region"]).collect()}
+
+    def by_hand(x, s):  # bin = number of edges strictly below the value; nulls are their own bin
+        return {"x": seg.MISSING if x is None else f"q{sum(x > e for e in spec['x']['edges'])}",
+                "s": seg.MISSING if s is None else s}
+    expected: dict = {}
+    for region, x, s in rows:
+        for feature, b in by_hand(x, s).items():
+            expected[(region, feature, b)] = expected.get((region, feature, b), 0) + 1
+    assert got == expected
+    assert seg._bin_counts(df, {}, ["region"]).collect() == []
+
+
 def test_sampled_drift_stays_close_to_the_exact_one(spark):
     base = spark.range(0, 60000).select(F.col("id"), F.rand(1).alias("x"), (F.col("id") % 4).alias("c"))
     train = base.where("id < 20000").drop("id")
