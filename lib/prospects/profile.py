@@ -545,8 +545,10 @@ def histograms(df: DataFrame, columns: Sequence[str], bins: int, label: str | No
     if not columns:
         return df.sparkSession.createDataFrame([], _HIST_SCHEMA)
     # Each value becomes one integer cell code = ((column index * (bins + 1) + bin) * 2 + below the
-    # low fence) * 2 + above the high fence, so the explode carries plain ints (not structs of
-    # strings) and the aggregation groups on one int key; the code is decoded after the groupBy.
+    # low fence) * 2 + above the high fence, so the rows carry plain ints (not structs of strings)
+    # and the aggregation groups on one int key; the code is decoded after the groupBy. The codes
+    # are computed in one projection and then stacked into rows: an explode over an array of the
+    # code expressions ran about 1.4x slower (9.4 s against 6.5 s, 26 columns of 1M cached users).
     slots = bins + 1
     codes = []
     for i, c in enumerate(columns):
@@ -561,7 +563,10 @@ def histograms(df: DataFrame, columns: Sequence[str], bins: int, label: str | No
         code = ((F.lit(i * slots) + b.cast("int")) * 2 + (x < F.lit(f_lo)).cast("int")) * 2 \
             + (x > F.lit(f_hi)).cast("int")
         codes.append(F.when(x.isNotNull(), code))
-    cells = (df.select(F.explode(F.array(*codes)).alias("code"), *([F.col(label)] if label else []))
+    labels = [F.col(label)] if label else []
+    coded = df.select(*[code.alias(f"_code{i}") for i, code in enumerate(codes)], *labels)
+    stacked = F.stack(F.lit(len(codes)), *[F.col(f"_code{i}") for i in range(len(codes))])
+    cells = (coded.select(stacked.alias("code"), *labels)
              .where(F.col("code").isNotNull())
              .groupBy("code").agg(F.count(F.lit(1)).alias("n"), _label_sum(label).alias("s")))
     name = F.element_at(F.array(*[F.lit(c) for c in columns]), (F.col("code") / (4 * slots)).cast("int") + 1)
