@@ -12,7 +12,7 @@ reach the driver, so the job runs on any size of user base. Passes over the user
    categorical column and every curve column (age, tenure);
 4. one ``groupBy`` of the missingness bit pattern (users with the same missing columns); the
    co-missing structure and the missing blocks are derived from the (small) pattern table;
-5. one ``groupBy`` of (column, bin) over an exploded array: histograms and outlier counts;
+5. one ``groupBy`` of integer cell codes stacked into rows: histograms and outlier counts;
 6. one ``Correlation.corr`` over the imputed numeric columns (Pearson);
 7. one bounded sample (``profile.missing_sample_rows`` users) of missingness flags for a picture.
 
