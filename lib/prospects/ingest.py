@@ -543,10 +543,13 @@ def _ingest(cfg: Config, spark: SparkSession, persisted: list[DataFrame]) -> dic
     quarantine = rejected_parts[0].select(*cols)
     for extra in rejected_parts[1:]:
         quarantine = quarantine.unionByName(extra.select(*cols))
-    quarantine = keep(_quarantine_rows(quarantine, F.col("source_kind"), F.col("region"), cfg))
 
-    # Quarantined lines per file and reason (one job; the quarantine is cached for its write).
+    # Quarantined lines per file and reason: one job that reads only what the reasons need (ids,
+    # labels, text-typed numbers), not the raw lines. Only when something is rejected are the
+    # quarantine rows with their raw lines computed (every column read), cached for their write.
     q_rows = quarantine.groupBy("source_kind", "source_file", "reason").agg(F.count(F.lit(1)).alias("n")).collect()
+    quarantine = _quarantine_rows(quarantine, F.col("source_kind"), F.col("region"), cfg)
+    quarantine = keep(quarantine) if q_rows else quarantine.limit(0)
     q_counts: dict[str, int] = {}
     reasons: dict[str, int] = {}
     q_by_kind: dict[str, int] = {}
@@ -564,8 +567,10 @@ def _ingest(cfg: Config, spark: SparkSession, persisted: list[DataFrame]) -> dic
         now.alias("ingested_at"))
     this_run = {"run_id": cfg.run_id}
     writes = {
-        "users": lambda: tables.replace_partition(bronze_users, cfg.table("bronze_users"), this_run, ["run_id"]),
-        "quarantine": lambda: tables.replace_partition(quarantine, cfg.table("quarantine"), this_run, ["run_id"]),
+        "users": lambda: tables.replace_partition(bronze_users, cfg.table("bronze_users"), this_run, ["run_id"],
+                                                metrics=True),
+        "quarantine": lambda: tables.replace_partition(quarantine, cfg.table("quarantine"), this_run, ["run_id"],
+                                                     metrics=True),
     }
     if region_rows is not None:
         region_pii = pii_columns(cfg, region_rows)
@@ -573,7 +578,7 @@ def _ingest(cfg: Config, spark: SparkSession, persisted: list[DataFrame]) -> dic
             F.col(id_col), *region_pii, *[F.col(c) for c in feature_cols], F.col("region"),
             F.lit(cfg.run_id).alias("run_id"), now.alias("ingested_at"))
         writes["regions"] = lambda: tables.replace_partition(bronze_regions, cfg.table("bronze_regions"), this_run,
-                                                             ["run_id", "region"])
+                                                             ["run_id", "region"], metrics=True)
     written = tables.write_concurrently(writes, workers=len(writes))
     m_users, m_quarantine, m_regions = written["users"], written["quarantine"], written.get("regions", {})
 

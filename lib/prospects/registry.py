@@ -120,7 +120,7 @@ def save_model(model: PipelineModel, path: str) -> str:
     return path
 
 
-def write_rows(spark: SparkSession, cfg: Config, rows: list[dict]) -> dict:
+def write_rows(spark: SparkSession, cfg: Config, rows: list[dict]) -> None:
     """Replace this run's rows of the registry table with ``rows`` (dicts with SCHEMA's fields)."""
     missing = [f.name for f in SCHEMA.fields if not f.nullable and any(r.get(f.name) is None for r in rows)]
     if missing:
@@ -129,8 +129,7 @@ def write_rows(spark: SparkSession, cfg: Config, rows: list[dict]) -> dict:
     if len(chosen) != 1:
         raise ValueError(f"exactly one registry row per run must be chosen, got {len(chosen)}")
     df = spark.createDataFrame([tuple(r.get(f.name) for f in SCHEMA.fields) for r in rows], SCHEMA)
-    return tables.replace_partition(df, cfg.table("model_registry"), where={"run_id": cfg.run_id},
-                                    partition_by=["run_id"])
+    tables.replace_partition(df, cfg.table("model_registry"), where={"run_id": cfg.run_id}, partition_by=["run_id"])
 
 
 def now() -> dt.datetime:

@@ -253,7 +253,7 @@ def _write_region(model: Transformer, s: ScoreSettings, regions: DataFrame, regi
         df = regions.where(F.col("region") == F.lit(region)).transform(score_frame(model, s))
         metrics = _with_retry(
             lambda: tables.replace_partition(df, path, where={"run_id": s.run_id, "region": region},
-                                             partition_by=SCORE_PARTITIONS),
+                                             partition_by=SCORE_PARTITIONS, metrics=True),
             f"scores of region {region}")
         return {"region": region, "rows": metrics.get("numOutputRows"), "seconds": round(time.time() - started, 3)}
     finally:
@@ -321,7 +321,8 @@ def score_regions(spark: SparkSession, cfg: Config, model: Transformer, threshol
         ensure_scores_table(spark, path)
     if mode == "single_pass" and found:
         df = regions.where(F.col("region").isin(found)).transform(score_frame(model, s))
-        metrics = tables.replace_partition(df, path, where={"run_id": s.run_id}, partition_by=SCORE_PARTITIONS)
+        metrics = tables.replace_partition(df, path, where={"run_id": s.run_id}, partition_by=SCORE_PARTITIONS,
+                                           metrics=True)
         writes.append({"region": "*", "rows": metrics.get("numOutputRows")})
     elif mode == "sequential":
         writes = [_write_region(model, s, regions, r, path) for r in found]
