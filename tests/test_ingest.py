@@ -228,3 +228,19 @@ def test_parquet_bad_rows_are_quarantined_with_a_raw_line(spark, make_cfg, tmp_p
     assert summary["reconciled"] and summary["rows_read"] == summary["rows_accepted"] + summary["rows_quarantined"]
     ids = {r[0] for r in tables.read(spark, cfg.table("bronze_users")).select("user_id").collect()}
     assert 3 in ids and not ids & {1, 2, 4, 5}
+
+
+def test_bronze_files_have_row_groups_of_the_configured_size(spark, make_cfg, tmp_path):
+    """``ingest.row_group_mb`` sets the bronze files' Parquet row groups (so later stages read a file
+    with several tasks); the session's own setting is back afterwards."""
+    import pyarrow.parquet as pq
+
+    cfg = make_cfg(overrides=["dataset.format=parquet", "generator.n_train=3000", "generator.regions={A: 10}",
+                              "run.id=rg", "ingest.row_group_mb=0.01"])
+    generator.generate(cfg, spark)
+    spark.conf.unset("parquet.block.size")
+    ingest.run(cfg, spark)
+    files = list(Path(cfg.table("bronze_users")).rglob("*.parquet"))
+    groups = sum(pq.ParquetFile(f).num_row_groups for f in files)
+    assert groups > 2 * len(files)
+    assert spark.conf.get("parquet.block.size", None) is None

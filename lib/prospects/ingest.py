@@ -411,7 +411,9 @@ def _quarantine_rows(df: DataFrame, source_kind: Column, region: Column, cfg: Co
 def run(cfg: Config, spark: SparkSession) -> dict:
     """Ingest every input of the use case into bronze Delta tables (see module doc).
 
-    Two optimizer settings are changed while it runs, for plans as wide as a delivery (~45
+    Session settings changed while it runs (and restored after): Parquet's row group size for the
+    bronze files (``ingest.row_group_mb``: later stages read a file in as many splits, so as many
+    tasks, as it has row groups), and two optimizer settings for plans as wide as a delivery (~45
     columns parsed, typed and checked, then a window and joins):
 
     - whole-stage code generation off: the fused parse outgrows the JVM's 64 KB method limit, and
@@ -424,17 +426,21 @@ def run(cfg: Config, spark: SparkSession) -> dict:
             nothing is written then.
     """
     persisted: list[DataFrame] = []
-    settings = {"spark.sql.constraintPropagation.enabled": "false"}
+    settings = {"spark.sql.constraintPropagation.enabled": "false",
+                "parquet.block.size": str(int(float(cfg.get("ingest.row_group_mb")) * 2**20))}
     if cfg.get("dataset.format") == "csv":
         settings["spark.sql.codegen.wholeStage"] = "false"
-    previous = {k: spark.conf.get(k) for k in settings}
+    previous = {k: spark.conf.get(k, None) for k in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)
     try:
         return _ingest(cfg, spark, persisted)
     finally:
         for key, value in previous.items():
-            spark.conf.set(key, value)
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
         for df in persisted:
             df.unpersist()
 
