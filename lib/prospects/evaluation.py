@@ -53,13 +53,21 @@ def auc(scores: DataFrame, metric: str = "areaUnderROC") -> float:
 
 
 def aucs(scores: DataFrame) -> dict[str, float]:
-    """Both exact AUCs, ``areaUnderROC`` and ``areaUnderPR`` (:func:`auc`, one evaluator pass each).
+    """Both exact AUCs, ``areaUnderROC`` and ``areaUnderPR``, from ONE sort of the scores.
 
-    mllib's ``BinaryClassificationMetrics`` could answer both from one sort, but the only way to
-    build it from a DataFrame (PySpark's wrapper, or its DataFrame constructor) down-samples the
-    curve to 1,000 bins: approximate AUCs (about 1e-5 off), so the exact evaluator runs twice.
+    ``BinaryClassificationEvaluator.evaluate`` sorts the scores once per metric. Its JVM side's public
+    ``getMetrics`` (Spark 3.1+) returns the ``BinaryClassificationMetrics`` that ``evaluate`` reads a
+    metric from (the same code, ``numBins=0``: exact, not down-sampled); both areas are read from it
+    before its cached cumulative counts are released. (mllib's PySpark wrapper, or its DataFrame
+    constructor, would bin the curve to 1,000 points: AUCs about 1e-5 off.)
     """
-    return {m: auc(scores, m) for m in ("areaUnderROC", "areaUnderPR")}
+    ev = BinaryClassificationEvaluator(rawPredictionCol=P_COL, labelCol=LABEL, numBins=0)
+    ev._transfer_params_to_java()  # noqa: SLF001 - the Python params reach the JVM evaluator here
+    metrics = ev._java_obj.getMetrics(scores._jdf)  # noqa: SLF001 - public Scala API, no Python wrapper
+    try:
+        return {"areaUnderROC": float(metrics.areaUnderROC()), "areaUnderPR": float(metrics.areaUnderPR())}
+    finally:
+        metrics.unpersist()
 
 
 # ---------------------------------------------------------------------------------------------
