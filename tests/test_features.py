@@ -68,6 +68,23 @@ def test_rule_imputer_rules_and_round_trip(spark, tmp_path):
     assert fe.RuleImputer.load(est_path).getRules() == rules
 
 
+def test_rule_imputer_medians_from_a_sample(spark):
+    """With sampleRows, medians come from a random sample (close to the exact one); modes from every row."""
+    n = 20000
+    df = spark.range(n).select(
+        (F.col("id") % 1000).cast("double").alias("x"),                        # median 499.5 (exact 499 or 500)
+        F.when(F.col("id") % 10 < 3, F.lit(7)).otherwise(F.col("id") % 10).cast("long").alias("m"))  # mode 7
+    rules = {"x": "median", "m": "mode"}
+    exact = fe.RuleImputer(rules=rules).fit(df).getSurrogates()
+    sampled = fe.RuleImputer(rules=rules, sampleRows=2000, seed=3).fit(df).getSurrogates()
+    assert exact["x"] in (499.0, 500.0) and sampled["x"] != exact["x"]           # a sample, not every row
+    assert abs(sampled["x"] - exact["x"]) < 50                                  # ~2.2% of ranks = 3 sigma
+    assert sampled["m"] == exact["m"] == 7
+    # a sample bound above the rows: every row, the same values
+    assert fe.RuleImputer(rules=rules, sampleRows=n + 1).fit(df).getSurrogates() == exact
+    assert fe.RuleImputer(rules=rules, sampleRows=2000).getOrDefault("sampleRows") == 2000
+
+
 def test_rule_imputer_rejects_median_of_text(spark):
     df = spark.createDataFrame([(1, "a")], "id long, s string")
     with pytest.raises(ValueError, match="text column 's' cannot be imputed by median"):
