@@ -68,7 +68,7 @@ def overrides(n: int, work: str, trainer: str, trees: int, depth: int,
            "train.tuning=validation",
            f"train.models.random_forest={{maxDepth: [{depth}], numTrees: [{trees}], maxBins: [32], "
            "featureSubsetStrategy: [auto], maxMemoryInMB: [1024], cacheNodeIds: [true]}",
-           f"train.models.xgboost_rf={{max_depth: [{depth}], num_parallel_tree: [{trees}]}}"]
+           f"train.models.xgboost_rf={{max_depth: [{depth}], num_parallel_tree: [{trees}], max_bin: [32]}}"]
     if driver_memory:
         out.append(f"spark.driver_memory={driver_memory}")
     return out + list(extra)
