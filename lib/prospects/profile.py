@@ -810,65 +810,50 @@ def run(cfg: Config, spark: SparkSession) -> dict:
     with_counts = [c for c in dict.fromkeys(categorical + curve_cols)
                    if stats[c]["approx_distinct"] <= int(p["approx_distinct_above"])]
 
+    # pass 3: values of categorical and curve columns
+    counts = value_rates(df, with_counts, label).persist() if with_counts else None
+    count_rows = [r.asDict() for r in counts.collect()] if counts is not None else []
+    cat_df = categorical_from_counts(counts.where(F.col("column").isin(categorical)), dictionary)
+    curves_df = curves_from_counts(counts.where(F.col("column").isin(curve_cols)))
+    cat_rows = [r.asDict() for r in cat_df.collect()]
+    curve_rows = [r.asDict() for r in curves_df.collect()]
+    t = tick("value counts", t)
+
+    # pass 4: missingness patterns -> co-missing -> blocks
     miss_cols = [c for c in features if stats[c]["null_count"] > 0]
+    blocks: list[dict] = []
+    co_rows: list[dict] = []
+    pattern_rows: list[dict] = []
+    n_patterns = 1
+    if miss_cols:
+        patterns = missing_patterns(df, miss_cols, label).persist()
+        co_rows = [r.asDict() for r in co_missing(patterns, miss_cols).collect()]
+        blocks = blocks_from_co_missing(co_rows, miss_cols)
+        n_patterns = patterns.count()
+        pattern_rows = [r.asDict() for r in patterns.orderBy(F.desc("users"), "pattern")
+                        .limit(int(p["max_patterns"])).collect()]
+        patterns.unpersist()
+    t = tick("missing patterns", t)
+
+    # pass 5: histograms and outliers of the numeric columns
     hist_cols = [c for c in numeric if c not in curve_cols] + curve_cols
+    ranges = histogram_ranges({c: stats[c] for c in hist_cols})
+    hist_df = histograms(df, hist_cols, int(p["histogram_bins"]), label, ranges)
+    hist_rows = [r.asDict() for r in hist_df.collect()]
+    t = tick("histograms", t)
+
+    # pass 6: Pearson correlation of the numeric (declared int/float) features after imputation
     corr_cols = [c for c in features if is_numeric(df, c)]
+    fill = impute_values(dictionary, corr_cols, stats, modes_from_counts(count_rows))
+    matrix = correlation_matrix(df, corr_cols, fill)
+    corr_df, pairs_df = _correlation_frames(spark, corr_cols, matrix, threshold, dictionary)
+    pair_rows = [r.asDict() for r in pairs_df.collect()]
+    t = tick("correlation", t)
 
-    def values_and_correlation() -> tuple:
-        t0 = time.time()
-        # pass 3: values of categorical and curve columns
-        counts = value_rates(df, with_counts, label).persist() if with_counts else None
-        count_rows = [r.asDict() for r in counts.collect()] if counts is not None else []
-        cat_df = categorical_from_counts(counts.where(F.col("column").isin(categorical)), dictionary)
-        curves_df = curves_from_counts(counts.where(F.col("column").isin(curve_cols)))
-        cat_rows = [r.asDict() for r in cat_df.collect()]
-        curve_rows = [r.asDict() for r in curves_df.collect()]
-        t0 = tick("value counts", t0)
-        # pass 6: Pearson correlation of the numeric (declared int/float) features after imputation
-        # (categorical columns are filled with their modes: from pass 3)
-        fill = impute_values(dictionary, corr_cols, stats, modes_from_counts(count_rows))
-        matrix = correlation_matrix(df, corr_cols, fill)
-        corr_df, pairs_df = _correlation_frames(spark, corr_cols, matrix, threshold, dictionary)
-        pair_rows = [r.asDict() for r in pairs_df.collect()]
-        tick("correlation", t0)
-        return counts, count_rows, cat_df, curves_df, cat_rows, curve_rows, matrix, corr_df, pairs_df, pair_rows
-
-    def missingness_and_histograms() -> tuple:
-        t0 = time.time()
-        # pass 4: missingness patterns -> co-missing -> blocks
-        blocks: list[dict] = []
-        co_rows: list[dict] = []
-        pattern_rows: list[dict] = []
-        n_patterns = 1
-        if miss_cols:
-            patterns = missing_patterns(df, miss_cols, label).persist()
-            co_rows = [r.asDict() for r in co_missing(patterns, miss_cols).collect()]
-            blocks = blocks_from_co_missing(co_rows, miss_cols)
-            n_patterns = patterns.count()
-            pattern_rows = [r.asDict() for r in patterns.orderBy(F.desc("users"), "pattern")
-                            .limit(int(p["max_patterns"])).collect()]
-            patterns.unpersist()
-        t0 = tick("missing patterns", t0)
-        # pass 5: histograms and outliers of the numeric columns
-        ranges = histogram_ranges({c: stats[c] for c in hist_cols})
-        hist_df = histograms(df, hist_cols, int(p["histogram_bins"]), label, ranges)
-        hist_rows = [r.asDict() for r in hist_df.collect()]
-        t0 = tick("histograms", t0)
-        # pass 7: bounded sample of missingness flags
-        sample = missing_sample(df, miss_cols, int(p["missing_sample_rows"]), users, int(p["sample_seed"])) \
-            if miss_cols else []
-        tick("missing sample", t0)
-        return blocks, co_rows, pattern_rows, n_patterns, hist_df, hist_rows, sample
-
-    # passes 3-7 in two threads over the cached users (the correlation needs pass 3's modes): Spark
-    # runs the two threads' jobs side by side, so one pass's last tasks and the driver-side work
-    # between jobs no longer leave a core idle; the step timings overlap
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-passes") as pool:
-        second = pool.submit(missingness_and_histograms)
-        (counts, count_rows, cat_df, curves_df, cat_rows, curve_rows, matrix, corr_df, pairs_df,
-         pair_rows) = values_and_correlation()
-        blocks, co_rows, pattern_rows, n_patterns, hist_df, hist_rows, sample = second.result()
-    t = time.time()
+    # pass 7: bounded sample of missingness flags
+    sample = missing_sample(df, miss_cols, int(p["missing_sample_rows"]), users, int(p["sample_seed"])) \
+        if miss_cols else []
+    t = tick("missing sample", t)
 
     # --- tables --------------------------------------------------------------------------------
     outliers: dict[str, tuple[int, int]] = {}
