@@ -55,10 +55,10 @@ def xgboost_rf(featuresCol: str = "features", labelCol: str = "label", predictio
     ``sqrt`` rule), histogram split finding (``tree_method=hist``). The grid of
     ``train.models.xgboost_rf`` sets ``max_depth``, ``num_parallel_tree`` and ``max_bin`` (32 in
     conf/base.yml, as Spark's ``maxBins``: 20% less fitting time than XGBoost's 256 at 1M users,
-    validation AUC 0.7961 against 0.7958; docs/benchmarks/NOTES.md). Same model family as ``random_forest``, several times faster
-    (docs/benchmarks/README.md). ``probability`` is a vector like Spark's classifiers; the model has no
-    ``thresholds`` param: its own ``prediction`` is ``p > 0.5`` and scoring applies the registered
-    threshold to the probability.
+    validation AUC 0.7961 against 0.7958; docs/benchmarks/NOTES.md). Same model family as
+    ``random_forest``, several times faster (docs/benchmarks/README.md). ``probability`` is a vector
+    like Spark's classifiers; the model has no ``thresholds`` param: its own ``prediction`` is
+    ``p > 0.5`` and scoring applies the registered threshold to the probability.
     """
     from xgboost.spark import SparkXGBClassifier
 
