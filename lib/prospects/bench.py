@@ -412,7 +412,12 @@ def write_markdown(data: dict, path: Path, commands: list[str]) -> None:
 
 
 def write_plot(data: dict, path: Path) -> str | None:
-    rows = [r for r in table_rows(data)]
+    """Log-log wall time vs users: the newest results key in colour, earlier keys faint behind it.
+
+    Runs of different keys ran on different code and machine conditions, so each key is its own
+    line; only the newest one is labelled stage by stage (whole runs, train stage, RF fit).
+    """
+    rows = table_rows(data)
     if not rows:
         return None
     import matplotlib
@@ -420,37 +425,42 @@ def write_plot(data: dict, path: Path) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 5))
-    series = {}
-    for r in rows:  # one line per results key: runs of different keys ran under different conditions
-        key = f" [{r['key']}]"
-        if r["p_total"]:
-            series.setdefault(f"product ({r['p_trainer']}){key}", []).append((r["users"], r["p_total"]))
-        if r["r_total"]:
-            series.setdefault(f"reference (pandas + scikit-learn){key}", []).append((r["users"], r["r_total"]))
-        if r["p_seconds"].get("train"):
-            series.setdefault(f"product train stage ({r['p_trainer']}){key}", []).append(
-                (r["users"], r["p_seconds"]["train"]))
-        if r["r_seconds"].get("train"):
-            series.setdefault(f"reference RF fit{key}", []).append((r["users"], r["r_seconds"]["train"]))
-    styles = {"product": "o-", "reference": "s-"}
-    for name, pts in series.items():
-        pts = sorted(set(pts))
-        style = styles["product" if name.startswith("product") else "reference"]
-        whole = "train" not in name and "fit" not in name
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], style if whole else style.replace("-", "--"),
-                label=name, alpha=1.0 if whole else 0.6, markersize=7)
-    failed = [(r["users"], r["r_error"]) for r in rows if r["r_error"]]
-    for users, err in failed:
+    newest = max(rows, key=lambda r: r["measured_at"] or "")["key"]
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    faint = {"color": "0.6", "alpha": 0.45, "linewidth": 1, "markersize": 4}
+    labelled: set[str] = set()
+    for key in sorted({r["key"] for r in rows} - {newest}):
+        mine = [r for r in rows if r["key"] == key]
+        for side, marker in (("p", "o-"), ("r", "s-")):
+            pts = sorted((r["users"], r[f"{side}_total"]) for r in mine if r[f"{side}_total"])
+            if pts:
+                label = f"earlier keys: {'product' if side == 'p' else 'reference'}"
+                ax.plot(*zip(*pts), marker, label=None if label in labelled else label, **faint)
+                labelled.add(label)
+    mine = [r for r in rows if r["key"] == newest]
+    lines = [(lambda r: r["p_total"], "o-", 2, "tab:blue", f"product ({mine[0]['p_trainer'] or '-'})"),
+             (lambda r: r["r_total"], "s-", 2, "tab:orange", "reference (pandas + scikit-learn)"),
+             (lambda r: r["p_seconds"].get("train"), "o--", 1, "tab:blue", "product train stage"),
+             (lambda r: r["r_seconds"].get("train"), "s--", 1, "tab:orange", "reference RF fit")]
+    for value, style, width, colour, name in lines:
+        pts = sorted((r["users"], value(r)) for r in mine if value(r))
+        if pts:
+            ax.plot(*zip(*pts), style, color=colour, linewidth=width, markersize=3 + 2 * width,
+                    label=f"{name} [{newest}]")
+    target = sorted((r["users"], 0.5 * r["r_total"]) for r in mine if r["r_total"])
+    if target:
+        ax.plot(*zip(*target), ":", color="tab:green", label=f"target: 0.5 x reference [{newest}]")
+    for users, err in sorted({(r["users"], r["r_error"]) for r in rows if r["r_error"]}):
         ax.axvline(users, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(f"reference: {err}", (users, ax.get_ylim()[1]), rotation=90, va="top", fontsize=8)
+        ax.annotate(f"reference: {err}", (users, ax.get_ylim()[1]), rotation=90, va="top", ha="right",
+                    fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("labelled users (log scale; regions add 6/14 more to score)")
     ax.set_ylabel("wall time, seconds (log scale)")
     ax.set_title("End-to-end wall time vs users, one 2-core machine")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a point
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
