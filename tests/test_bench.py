@@ -113,6 +113,34 @@ def test_results_table_and_plot(product_run, tmp_path):
     assert png and (tmp_path / "scaling.png").stat().st_size > 10_000
 
 
+def test_plot_labels_the_newest_key_and_keeps_earlier_keys_faint(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def run(at, p_total, r_total):
+        return {"measured_at": at, "product": {"ok": True, "total": p_total, "trainer": "xgboost_rf",
+                                                "seconds": {"train": p_total / 3}},
+                "reference": {"ok": True, "process_seconds": r_total, "seconds": {"train": r_total / 2}}}
+    data = {"runs": {"old": {"1000": run("2026-11-01 10:00 UTC", 90.0, 10.0),
+                             "5000": run("2026-11-01 11:00 UTC", 120.0, 60.0)},
+                     "new": {"1000": run("2026-12-01 10:00 UTC", 80.0, 9.0),
+                             "5000": run("2026-12-01 10:30 UTC", 100.0, 50.0)}}}
+    seen = {}
+
+    def capture(fig, *args, **kwargs):
+        ax = fig.axes[0]
+        seen["labels"] = [t.get_text() for t in ax.get_legend().get_texts()]
+        seen["lines"] = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()), line.get_alpha())
+                         for line in ax.get_lines()}
+    monkeypatch.setattr(Figure, "savefig", capture)
+    bench.write_plot(data, tmp_path / "scaling.png")
+    assert seen["labels"] == ["earlier keys: product", "earlier keys: reference", "product (xgboost_rf) [new]",
+                              "reference (pandas + scikit-learn) [new]", "product train stage [new]",
+                              "reference RF fit [new]", "target: 0.5 x reference [new]"]
+    assert seen["lines"]["earlier keys: product"] == ([1000, 5000], [90.0, 120.0], 0.45)
+    assert seen["lines"]["product (xgboost_rf) [new]"][:2] == ([1000, 5000], [80.0, 100.0])
+    assert seen["lines"]["target: 0.5 x reference [new]"][:2] == ([1000, 5000], [4.5, 25.0])
+
+
 def test_run_measured_reports_peak_memory_and_failures(tmp_path):
     ok = bench.run_measured([sys.executable, "-c", "b = bytearray(300 * 2**20); import time; time.sleep(1); "
                              "print('BENCH_CHILD {\"x\": 1}')"], "BENCH_CHILD", tmp_path / "ok.log")
