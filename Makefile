@@ -29,7 +29,7 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 	touch $(STAMP)
 
 $(JARS): $(STAMP) conf/base.yml
-	$(PY) -m prospects.jars fetch
+	$(PY) -m prospects.core.jars fetch
 
 setup: $(STAMP) $(JARS)
 
@@ -43,7 +43,7 @@ lint: setup
 	$(VENV)/bin/ruff check lib jobs tests
 
 bench: setup
-	$(PY) -m jobs.bench --sizes $(SIZES) $(ARGS)
+	$(PY) -m bench --sizes $(SIZES) $(ARGS)
 
 # Churn on the real IBM Telco sample (../shared/data/telco_churn); outcomes of the A/B test are
 # simulated (abtest.simulated_retention) until real ones are given with abtest.outcomes_path.

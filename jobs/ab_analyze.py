@@ -1,8 +1,9 @@
 """Retention A/B test: retention per arm against the control (two-proportion z-test, CI, lift)."""
 import sys
 
-from prospects import abtest, tables
 from prospects.cli import main_for
+from prospects.core import tables
+from prospects.usecases import abtest
 
 
 def _run(cfg, spark, args):

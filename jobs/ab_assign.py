@@ -1,8 +1,8 @@
 """Retention A/B test: assign the high-risk churn customers to arms at random (seeded, stratified by tier)."""
 import sys
 
-from prospects import abtest
 from prospects.cli import main_for
+from prospects.usecases import abtest
 
 
 def main(argv=None):

@@ -1,8 +1,8 @@
 """Churn insights: risk tiers, global drivers, per-customer top reasons and K-means segments."""
 import sys
 
-from prospects import churn
 from prospects.cli import main_for
+from prospects.usecases import churn
 
 
 def _arguments(parser):

@@ -1,8 +1,8 @@
 """Credit-card use case: write demand and risk labels (known probabilities) for the generated users."""
 import sys
 
-from prospects import credit
 from prospects.cli import main_for
+from prospects.usecases import credit
 
 
 def _arguments(parser):

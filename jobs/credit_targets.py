@@ -1,8 +1,8 @@
 """Credit-card use case: per-region target list of high-demand, low-risk users from both models' scores."""
 import sys
 
-from prospects import credit
 from prospects.cli import main_for
+from prospects.usecases import credit
 
 
 def main(argv=None):

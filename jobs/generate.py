@@ -2,8 +2,8 @@
 
 import sys
 
-from prospects import generator
 from prospects.cli import main_for
+from prospects.synthetic import generator
 
 
 def main(argv=None):

@@ -2,8 +2,8 @@
 
 import sys
 
-from prospects import ingest
 from prospects.cli import main_for
+from prospects.ingest import stage as ingest
 
 
 def main(argv=None):

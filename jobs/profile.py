@@ -2,8 +2,8 @@
 
 import sys
 
-from prospects import profile
 from prospects.cli import main_for
+from prospects.profile import stage as profile
 
 
 def main(argv=None):

@@ -1,8 +1,8 @@
 """Score every sales region with the registered model: gold scores, region summary, segments, actions, drift."""
 import sys
 
-from prospects import scoring
 from prospects.cli import main_for
+from prospects.scoring import scores as scoring
 
 
 def main(argv=None):

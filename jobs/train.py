@@ -1,8 +1,8 @@
 """Train, tune and evaluate the models on bronze_users, save the chosen PipelineModel and register every model."""
 import sys
 
-from prospects import train
 from prospects.cli import main_for
+from prospects.ml import train
 
 
 def main(argv=None):

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from prospects.config import load_config  # noqa: E402
+from prospects.core.config import load_config  # noqa: E402
 
 TEST_SPARK = {
     "master": "local[2]",
@@ -47,7 +47,7 @@ def tmp_settings(root: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def spark():
-    from prospects.session import build_session
+    from prospects.core.session import build_session
 
     cfg = load_config(extra={"spark": TEST_SPARK})
     session = build_session(cfg, app_name="prospects-tests")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from prospects.core import tables
+from prospects.core.errors import JobError
+from prospects.usecases import abtest
 from pyspark.sql import functions as F
-
-from prospects import abtest, tables
-from prospects.cli import JobError
 
 ARMS = {"a": 0.5, "b": 0.3, "control": 0.2}
 

@@ -8,10 +8,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from prospects.ml import features as fe
+from prospects.ml import registry
+from prospects.synthetic import generator
 from pyspark.ml.linalg import VectorUDT
 
-from prospects import bench, generator, reference, registry
-from prospects import features as fe
+from bench import harness as bench
+from bench import reference
 
 N = 3000
 TREES, DEPTH = 10, 5
@@ -20,9 +23,9 @@ TREES, DEPTH = 10, 5
 @pytest.fixture(scope="module")
 def product_run(spark, tmp_path_factory):
     """Generated Parquet files, the product's stages (XGBoost random forest) and the reference."""
-    from tests.conftest import tmp_settings
+    from prospects.core.config import load_config
 
-    from prospects.config import load_config
+    from tests.conftest import tmp_settings
 
     root = tmp_path_factory.mktemp("bench")
     work = str(root / "work")
@@ -63,7 +66,7 @@ def test_xgboost_model_is_registered_saved_and_scores_with_a_probability_vector(
     cfg = product_run[0]
     reg = registry.load(spark, cfg)
     assert reg.model_type == "xgboost_rf" and 0 < reg.threshold < 1
-    from prospects import tables
+    from prospects.core import tables
 
     regions, _ = tables.read_run(spark, cfg.table("bronze_regions"))
     out = reg.model.transform(regions.limit(20))
@@ -96,7 +99,7 @@ def test_results_table_and_plot(product_run, tmp_path):
     record = {"users": N, "regions": bench.region_sizes(N), "trees": TREES, "depth": DEPTH,
               "product": {"ok": True, **product, "total": 100.0, "wall": 101.0, "peak_rss_gb": 3.0},
               "reference": {"ok": True, **ref, "process_seconds": 50.0, "wall": 51.0, "peak_rss_gb": 0.5},
-              "command": "python -m jobs.bench --sizes 3000"}
+              "command": "python -m bench --sizes 3000"}
     failed = {"users": 4 * N, "regions": bench.region_sizes(4 * N), "trees": TREES, "depth": DEPTH,
               "product": {"ok": True, **product, "total": 150.0, "wall": 151.0, "peak_rss_gb": 3.5},
               "reference": {"ok": False, "error": "out of memory", "wall": 20.0, "peak_rss_gb": 23.0}}

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prospects.core.config import load_config
+from prospects.ml import train
+from prospects.synthetic import generator
 from pyspark.sql import functions as F
 
-from prospects import generator, train
-from prospects.config import load_config
 from tests.cluster import ROOT, StandaloneCluster, die_with_parent, free_port, tail
 from tests.conftest import TEST_SPARK
 

@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from prospects.cli import main_for
-from prospects.config import ConfigError, load_config
-from prospects.dictionary import DictionaryError
+from prospects.core.config import load_config
+from prospects.core.errors import ConfigError, DictionaryError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -176,7 +175,7 @@ def test_job_failure_exits_1_with_one_line_and_summary(capsys, tmp_path):
 def test_a_direct_run_gives_the_python_workers_this_interpreter(spark, make_cfg, monkeypatch):
     # started as `.venv/bin/python -m jobs.train` without the venv on PATH, the workers of the pandas
     # and XGBoost UDFs would run the first `python3` on PATH, which may have no pandas
-    from prospects.session import build_session
+    from prospects.core.session import build_session
 
     monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
     assert build_session(make_cfg()) is spark

@@ -7,10 +7,11 @@ import shlex
 from pathlib import Path
 
 import pytest
+from prospects import pipeline
+from prospects.core import tables
+from prospects.synthetic import generator as g
+from prospects.usecases import credit
 from pyspark.sql import functions as F
-
-from prospects import credit, pipeline, tables
-from prospects import generator as g
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,12 @@ import json
 import math
 
 import pytest
+from prospects.ml import features as fe
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-
-from prospects import features as fe
 
 NUM = T.StructType([T.StructField("id", T.LongType()), T.StructField("a", T.DoubleType()),
                     T.StructField("b", T.DoubleType()), T.StructField("c", T.DoubleType())])
@@ -139,7 +138,7 @@ def test_correlation_filter_ignores_constant_columns(spark):
 
 # -- the whole pipeline, built from conf -------------------------------------------------------
 def _tiny_bronze(spark, cfg, n=400, seed=3):
-    from prospects import generator as g
+    from prospects.synthetic import generator as g
 
     df = g.with_labels(g.users(spark, 1, n, seed=seed, partitions=2), seed=seed, intercept=-2.2)
     return df.drop("product_no", "_eta", "probability").localCheckpoint()
@@ -201,7 +200,7 @@ def test_fit_transform_learns_what_pipeline_fit_learns(spark, make_cfg):
 
 def test_session_splits_huge_generated_methods(spark):
     # the feature expressions on wide rows run un-JITted above HotSpot's 8,000-byte limit
-    from prospects.session import PRODUCT_CONF
+    from prospects.core.session import PRODUCT_CONF
 
     assert spark.conf.get("spark.sql.codegen.hugeMethodLimit") == "8000" == str(
         PRODUCT_CONF["spark.sql.codegen.hugeMethodLimit"])

@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from prospects.core import tables
+from prospects.core.errors import JobError
+from prospects.ingest import stage as ingest
+from prospects.synthetic import generator
 from pyspark.sql import functions as F
-
-from prospects import generator, ingest, tables
-from prospects.cli import JobError
 
 PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 
@@ -18,7 +19,8 @@ PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 @pytest.fixture(scope="module")
 def clean_raw(spark, tmp_path_factory):
     """Clean raw files: 80 training users, regions A (20) and B (30)."""
-    from prospects.config import load_config
+    from prospects.core.config import load_config
+
     from tests.conftest import tmp_settings
 
     root = tmp_path_factory.mktemp("raw_small")

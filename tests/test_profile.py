@@ -7,15 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from prospects.core import tables
+from prospects.core.dictionary import ColumnDictionary, ColumnSpec
+from prospects.profile import correlation as cr
+from prospects.profile import stage as pf
+from prospects.synthetic import generator as g
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
-
-from prospects import correlation as cr
-from prospects import generator as g
-from prospects import profile as pf
-from prospects import tables
-from prospects.dictionary import ColumnDictionary, ColumnSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -219,7 +218,7 @@ def write_bronze(spark, cfg, n: int, seed: int, run_id: str = "r1") -> None:
 
 @pytest.fixture(scope="module")
 def profiled(spark, tmp_path_factory):
-    from prospects.config import load_config
+    from prospects.core.config import load_config
 
     root = tmp_path_factory.mktemp("profile")
     lake = root / "lakehouse"
@@ -342,7 +341,7 @@ def test_profile_rerun_replaces_its_run(spark, profiled):
 
 
 def test_profile_fails_clearly_without_bronze(spark, make_cfg):
-    from prospects.cli import JobError
+    from prospects.core.errors import JobError
 
     with pytest.raises(JobError, match="bronze_users"):
         pf.run(make_cfg(), spark)

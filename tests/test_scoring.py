@@ -9,16 +9,16 @@ import types
 from pathlib import Path
 
 import pytest
+from prospects.core import tables
+from prospects.core.errors import JobError
+from prospects.scoring import scores as scoring
+from prospects.synthetic import generator as g
 from pyspark.ml import Pipeline, Transformer
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import Imputer, StringIndexer, VectorAssembler
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
-
-from prospects import generator as g
-from prospects import scoring, tables
-from prospects.cli import JobError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORED_AT = dt.datetime(2026, 1, 31, 12, 0, 0)
@@ -166,9 +166,9 @@ def test_empty_regions_give_empty_result(spark, make_cfg, model, regions):
 def install_registry(monkeypatch, load):
     import prospects
 
-    stub = types.ModuleType("prospects.registry")
+    stub = types.ModuleType("prospects.ml.registry")
     stub.load = load
-    monkeypatch.setitem(sys.modules, "prospects.registry", stub)
+    monkeypatch.setitem(sys.modules, "prospects.ml.registry", stub)
     monkeypatch.setattr(prospects, "registry", stub, raising=False)
 
 
@@ -187,7 +187,7 @@ def registered(model, threshold=0.3):
 @pytest.fixture(scope="module")
 def stage_run(spark, model, regions, tmp_path_factory):
     """The whole stage run once on A (400) + B (700) users with a stub registry: (cfg, result)."""
-    from prospects.config import load_config
+    from prospects.core.config import load_config
 
     root = tmp_path_factory.mktemp("stage")
     paths = {"raw": root / "raw", "lakehouse": root / "lakehouse", "models": root / "lakehouse" / "models",

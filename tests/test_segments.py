@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from prospects.core.errors import JobError
+from prospects.scoring import segments as seg
 from pyspark.sql import functions as F
-
-from prospects import segments as seg
-from prospects.cli import JobError
 
 ACTIONS = [
     {"name": "vip4", "when": "X3 = 4", "action": "value"},

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from prospects import submit
 
 ROOT = Path(__file__).resolve().parents[1]

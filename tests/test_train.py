@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.conftest import deep_merge, tmp_settings
+from prospects.core import tables
+from prospects.core.config import join_path, load_config
+from prospects.core.errors import RegistryError, TrainingInputError
+from prospects.ml import evaluation as ev
+from prospects.ml import features as fe
+from prospects.ml import registry, train
+from prospects.synthetic import generator as g
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
-from prospects import evaluation as ev
-from prospects import features as fe
-from prospects import generator as g
-from prospects import registry, tables, train
-from prospects.config import join_path, load_config
+from tests.conftest import deep_merge, tmp_settings
 
 N_USERS = 20_000
 SMALL_GRIDS = {
@@ -144,9 +146,9 @@ def test_load_a_named_candidate_and_clear_errors(trained, spark):
     named = registry.load(spark, cfg, version="t1", model_type=summary["chosen"])
     assert named.model_type == summary["chosen"] and named.version == summary["version"]
     other = next(m for m in summary["models"] if m != summary["chosen"])
-    with pytest.raises(registry.RegistryError, match="was not saved"):
+    with pytest.raises(RegistryError, match="was not saved"):
         registry.load(spark, cfg, model_type=other)
-    with pytest.raises(registry.RegistryError, match="versions: \\['v0001-t1'\\]"):
+    with pytest.raises(RegistryError, match="versions: \\['v0001-t1'\\]"):
         registry.load(spark, cfg, version="v0099-x")
 
 
@@ -173,7 +175,7 @@ def _tiny(spark, label_values=(0, 1, 0, 1)):
 
 
 def _expect_error(spark, cfg, df, match):
-    with pytest.raises(train.TrainingInputError, match=match):
+    with pytest.raises(TrainingInputError, match=match):
         train.train(cfg, spark, df, {"table": "bronze/users"})
     assert not tables.is_delta(spark, cfg.table("model_registry"))
 

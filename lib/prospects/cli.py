@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prospects.config import Config, ConfigError, load_config
-from prospects.dictionary import DictionaryError
+from prospects.core.config import Config, load_config
+from prospects.core.errors import ConfigError, DictionaryError, JobError
 
 log = logging.getLogger("prospects")
 
@@ -29,8 +29,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-class JobError(RuntimeError):
-    """A job stopped on bad input; the message is the one-line reason for the operator."""
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -106,7 +104,7 @@ def main_for(
     try:
         spark = None
         if needs_spark:
-            from prospects.session import build_session
+            from prospects.core.session import build_session
             spark = build_session(cfg, app_name=f"{cfg.get('spark.app_name')}-{job}")
         result = run(cfg, spark, args) or {}
         summary.update(status="ok", result=result)

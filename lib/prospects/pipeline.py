@@ -14,17 +14,17 @@ from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
-from prospects.config import Config
+from prospects.core.config import Config
 
 log = logging.getLogger(__name__)
 
 # stage name -> module whose run(cfg, spark) performs it
 STAGES: dict[str, str] = {
-    "generate": "prospects.generator",
-    "ingest": "prospects.ingest",
-    "profile": "prospects.profile",
-    "train": "prospects.train",
-    "score": "prospects.scoring",
+    "generate": "prospects.synthetic.generator",
+    "ingest": "prospects.ingest.stage",
+    "profile": "prospects.profile.stage",
+    "train": "prospects.ml.train",
+    "score": "prospects.scoring.scores",
     "report": "prospects.report",
 }
 

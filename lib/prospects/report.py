@@ -11,8 +11,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from prospects import tables
-from prospects.config import Config, join_path
+from prospects.core import tables
+from prospects.core.config import Config, join_path
 
 log = logging.getLogger(__name__)
 

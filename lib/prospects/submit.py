@@ -13,8 +13,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from prospects.config import load_config
-from prospects.jars import cached_jars
+from prospects.core.config import load_config
+from prospects.core.jars import cached_jars
 
 PASS_THROUGH = ("--deploy-mode", "--driver-memory", "--executor-memory", "--executor-cores",
                 "--num-executors", "--total-executor-cores", "--queue", "--name",

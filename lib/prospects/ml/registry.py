@@ -21,8 +21,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from prospects import tables
-from prospects.config import Config, join_path
+from prospects.core import tables
+from prospects.core.config import Config, join_path
+from prospects.core.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ SCHEMA = T.StructType([
 ])
 
 
-class RegistryError(LookupError):
-    """No registered model matches the request; the message says what exists."""
 
 
 @dataclass

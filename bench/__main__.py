@@ -2,7 +2,7 @@
 
 import sys
 
-from prospects import bench
+from bench import harness as bench
 
 
 def main(argv=None):

@@ -1,13 +1,13 @@
 """Training job: split, feature pipeline, tuned models, evaluation, figures, registry.
 
 Reads the current snapshot of ``bronze_users``, checks it, splits it (stratified by label, seeded),
-fits the feature pipeline (:mod:`prospects.features`) ONCE on the training split, transforms the
+fits the feature pipeline (:mod:`prospects.ml.features`) ONCE on the training split, transforms the
 three splits once (cached), then tunes each configured model type on top (grid search on the
 validation split, or k-fold cross-validation on the training split, ``train.parallelism`` fits at
 once), picks each type's best and the overall best by the validation metric, evaluates every best
-model on the held-out test split (:mod:`prospects.evaluation`; the oracle AUC beside it on generated
+model on the held-out test split (:mod:`prospects.ml.evaluation`; the oracle AUC beside it on generated
 data) and saves each as one PipelineModel ``feature stages + model`` registered in
-:mod:`prospects.registry`. Class imbalance is handled with balanced class weights.
+:mod:`prospects.ml.registry`. Class imbalance is handled with balanced class weights.
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from prospects import evaluation as ev
-from prospects import features as fe
-from prospects import registry, tables
-from prospects.cli import JobError
-from prospects.config import Config, join_path
+from prospects.core import tables
+from prospects.core.config import Config, join_path
+from prospects.core.errors import TrainingInputError
+from prospects.ml import evaluation as ev
+from prospects.ml import features as fe
+from prospects.ml import registry
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,6 @@ META_COLUMNS = ("run_id", "ingested_at")
 SELECTION_METRICS = ("areaUnderROC", "areaUnderPR")
 
 
-class TrainingInputError(JobError, ValueError):
-    """The training table cannot be trained on; the message names the table, column and problem."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,11 +31,10 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from prospects import tables
-from prospects.cli import JobError
-from prospects.config import Config, join_path
-from prospects.dictionary import ColumnDictionary, ColumnSpec
-from prospects.generator import raw_name
+from prospects.core import tables
+from prospects.core.config import Config, join_path, raw_name
+from prospects.core.dictionary import ColumnDictionary, ColumnSpec
+from prospects.core.errors import IngestError, JobError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +54,6 @@ QUARANTINE_COLUMNS = ["run_id", "source_file", "source_kind", "region", "id", "r
                       "raw_line", "quarantined_at"]
 
 
-class IngestError(JobError):
-    """The inputs cannot be ingested at all (missing file, empty file, wrong header)."""
 
 
 @dataclass(frozen=True)

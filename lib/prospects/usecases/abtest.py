@@ -26,9 +26,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 from scipy.stats import norm
 
-from prospects import tables
-from prospects.cli import JobError
-from prospects.config import Config
+from prospects.core import tables
+from prospects.core.config import Config
+from prospects.core.errors import JobError
 
 log = logging.getLogger(__name__)
 

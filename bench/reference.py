@@ -2,7 +2,7 @@
 
 This is what users would run instead of the product: one Python process, the raw Parquet files
 read with pyarrow into pandas, the study's cleaning, a scikit-learn random forest, region scores.
-The benchmark (:mod:`prospects.bench`) runs it in its own process on the same files as the
+The benchmark (:mod:`bench.harness`) runs it in its own process on the same files as the
 product and compares wall time, peak memory and AUC. It is meant to be an honest reference:
 
 * **same data**: the generator's Parquet files (``train_set``, ``train_label``, one file per
@@ -15,7 +15,7 @@ product and compares wall time, peak memory and AUC. It is meant to be an honest
   label encoding of text columns by descending frequency (unseen values get their own code, like
   Spark's ``StringIndexer(handleInvalid="keep")``), one column of each pair with Pearson
   ``|r| > features.correlation_threshold`` dropped by the shared rule of
-  :mod:`prospects.correlation`, min-max scaling;
+  :mod:`prospects.profile.correlation`, min-max scaling;
 * **same model**: ``RandomForestClassifier(n_estimators=n, max_depth=d, max_features="sqrt",
   class_weight="balanced", n_jobs=<cores>)`` - the study's tuned forest, balanced class weights
   like the product (``w = n / (2 n_class)``), all cores; float32 input (what scikit-learn's trees
@@ -26,7 +26,7 @@ product and compares wall time, peak memory and AUC. It is meant to be an honest
   distinct counts, value counts and switch rate of categorical columns, missingness patterns,
   histograms, Pearson matrix), timed apart so totals can be read with or without it.
 
-Run: ``python -m prospects.reference --raw DIR --splits FILE --out DIR --trees 100 --depth 10``
+Run: ``python -m bench.reference --raw DIR --splits FILE --out DIR --trees 100 --depth 10``
 (prints one ``REFERENCE {json}`` line with the seconds per stage and the AUC).
 """
 
@@ -42,9 +42,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from prospects.config import Config, join_path, load_config
-from prospects.correlation import columns_to_drop
+from prospects.core.config import Config, join_path, load_config, raw_name
+from prospects.profile.correlation import columns_to_drop
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +51,12 @@ SPLITS = ("train", "validation", "test")
 
 
 # ---------------------------------------------------------------------------------------------
-# The feature layout (mirrors prospects.features without importing Spark ML)
+# The feature layout (mirrors prospects.ml.features without importing Spark ML)
 # ---------------------------------------------------------------------------------------------
 def layout(cfg: Config) -> tuple[list[tuple[str, str, str]], dict[str, list[str]]]:
     """``(column, type, rule)`` after the three-month means, in dictionary order, and the groups.
 
-    Same as :func:`prospects.features.feature_layout`: a group's mean takes its first month's place.
+    Same as :func:`prospects.ml.features.feature_layout`: a group's mean takes its first month's place.
     """
     exclude = set(cfg.get("features.exclude") or [])
     codes = [s.code for s in cfg.columns.features if s.code not in exclude]
@@ -147,7 +146,7 @@ class StudyCleaning:
 # ---------------------------------------------------------------------------------------------
 def raw_files(cfg: Config) -> dict[str, Any]:
     """Paths of the raw Parquet files: train, labels, {region: path}."""
-    from prospects.generator import plan, raw_name
+    from prospects.synthetic.generator import plan
 
     raw, fmt = cfg.path("raw"), cfg.get("dataset.format")
     regions = {p.region: join_path(raw, raw_name(p.name, fmt)) for p in plan(cfg) if p.region}
@@ -276,7 +275,7 @@ def run(cfg: Config, splits: str | None, out_dir: str, trees: int, depth: int, n
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m prospects.reference``: see the module docstring."""
+    """``python -m bench.reference``: see the module docstring."""
     p = argparse.ArgumentParser(description="pandas + scikit-learn reference of the pipeline (SPEC 1.3).")
     p.add_argument("--raw", required=True, help="folder of the raw Parquet files (paths.raw)")
     p.add_argument("--splits", default=None, help="Parquet user_id, split (the product's split)")

@@ -1,6 +1,6 @@
 """Credit-card prospects (SPEC 2.2): demand and risk labels for the generated users, and the target list.
 
-The generated users (``prospects.generator.users``: same ids, same attributes as the 5G files for a
+The generated users (``prospects.synthetic.generator.users``: same ids, same attributes as the 5G files for a
 seed) get two more labels, each drawn from a **known probability** (logistic in a linear predictor
 written below), with uniforms from ``Uniforms(generator.seed + credit.label_seed_offset)``: a
 different seed from the 5G label, so the draws are independent of it, and deterministic.
@@ -37,10 +37,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from prospects import generator as g
-from prospects import tables
-from prospects.cli import JobError
-from prospects.config import Config, join_path, load_config
+from prospects.core import tables
+from prospects.core.config import Config, join_path, load_config, raw_name
+from prospects.core.errors import JobError
+from prospects.synthetic import generator as g
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def _user_base_state(spark: SparkSession, base: Config) -> dict:
     raw, fmt = base.path("raw"), base.get("dataset.format")
     files = {}
     for name in [p.name for p in g.plan(base)] + [base.get("dataset.label_file")]:
-        fs, p = tables.hadoop_fs(spark, join_path(raw, g.raw_name(name, fmt)))
+        fs, p = tables.hadoop_fs(spark, join_path(raw, raw_name(name, fmt)))
         files[name] = ([int(fs.getContentSummary(p).getLength()), int(fs.getFileStatus(p).getModificationTime())]
                        if fs.exists(p) else None)
     return {"settings": settings, "files": files}

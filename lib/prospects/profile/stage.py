@@ -32,17 +32,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.stat import Correlation
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from prospects import correlation as corr_rule
-from prospects import tables
-from prospects.config import Config, join_path
-from prospects.dictionary import ColumnDictionary
+from prospects.core import tables
+from prospects.core.config import Config, join_path
+from prospects.core.dictionary import ColumnDictionary
+from prospects.profile import correlation as corr_rule
 
 log = logging.getLogger(__name__)
 
@@ -678,7 +678,7 @@ def correlation(df: DataFrame, columns: Sequence[str], threshold: float,
                 dictionary: ColumnDictionary | None = None) -> tuple[DataFrame, DataFrame]:
     """Pearson matrix (long form) and the highly correlated pairs with the column dropped of each.
 
-    The drop follows :mod:`prospects.correlation` (the rule the training stage uses).
+    The drop follows :mod:`prospects.profile.correlation` (the rule the training stage uses).
 
     Returns:
         (col_a, col_b, r for every ordered pair; col_a, col_b, name_a, name_b, r, mean_abs_a,
@@ -716,7 +716,7 @@ def corr_threshold(cfg: Config) -> float:
 
 def read_bronze(cfg: Config, spark: SparkSession) -> tuple[DataFrame, str]:
     """bronze_users of run ``cfg.run_id`` when it exists, else of the latest run."""
-    from prospects.cli import JobError
+    from prospects.core.errors import JobError
 
     path = cfg.table("bronze_users")
     if not tables.is_delta(spark, path):
@@ -764,8 +764,8 @@ def run(cfg: Config, spark: SparkSession) -> dict:
         summary: bronze run read, users, columns, blocks found, categorical columns, dropped
         columns, report path, seconds per step.
     """
-    from prospects import eda_plots
-    from prospects.cli import JobError
+    from prospects.core.errors import JobError
+    from prospects.profile import plots as eda_plots
 
     started = time.time()
     timings: dict[str, float] = {}

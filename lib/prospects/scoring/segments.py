@@ -29,10 +29,10 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from prospects import tables
-from prospects.cli import JobError
-from prospects.config import Config, join_path
-from prospects.dictionary import ColumnDictionary
+from prospects.core import tables
+from prospects.core.config import Config, join_path
+from prospects.core.dictionary import ColumnDictionary
+from prospects.core.errors import JobError
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from prospects import tables
-from prospects.config import Config, join_path
-from prospects.dictionary import ColumnDictionary
+from prospects.core import tables
+from prospects.core.config import Config, join_path
+from prospects.core.dictionary import ColumnDictionary
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +187,9 @@ def source_column(slot: str, codes: Sequence[str]) -> str:
 
 
 def _trainer_feature_names(model: Any) -> list[str] | None:
-    """Slot names of the training stage's feature vector (prospects.features), when it built the model."""
+    """Slot names of the training stage's feature vector (prospects.ml.features), when it built the model."""
     try:
-        from prospects.features import feature_names
+        from prospects.ml.features import feature_names
         return list(feature_names(model))
     except Exception:  # noqa: BLE001 - another pipeline: fall back on the vector's metadata
         return None
@@ -218,7 +218,7 @@ def model_importances(model: PipelineModel, transformed: DataFrame, codes: Seque
         model: fitted PipelineModel (or a single model).
         transformed: ``model.transform(...)`` output (its features column carries the slot names).
         codes: raw column codes (the dictionary's features).
-        names: slot names when known (e.g. ``prospects.features.feature_names``); default: the
+        names: slot names when known (e.g. ``prospects.ml.features.feature_names``); default: the
             ML attribute metadata of the classifier's features column.
 
     Returns:
@@ -833,13 +833,13 @@ def run(cfg: Config, spark: SparkSession, model: Any, customers: DataFrame | Non
 def run_job(cfg: Config, spark: SparkSession, version: str | None = None, model_path: str | None = None) -> dict:
     """Job entry: the churn model from ``model_path`` (a saved PipelineModel) or the registry
     (``version``, default the latest chosen model of the use case), then :func:`run`."""
-    from prospects.cli import JobError
+    from prospects.core.errors import JobError
     if model_path:
         model = PipelineModel.load(model_path)
         source = model_path
     else:
         try:
-            from prospects import registry
+            from prospects.ml import registry
             registered = registry.load(spark, cfg, version=version)
         except Exception as exc:  # noqa: BLE001 - one clear message for the operator
             raise JobError(f"churn_insights: no churn model ({exc}): run the train job for this use case "

@@ -17,7 +17,7 @@ persists it. Spark's built-ins are used where they fit: ``StringIndexer`` (text 
   broadband bandwidth and 5G data), learned in one aggregation pass;
 * :class:`DropSparseRows` - optionally drops training users missing more than K columns;
 * :class:`CorrelationFilter` - learns on the training data which column of each highly
-  correlated pair to drop (the shared rule of :mod:`prospects.correlation`).
+  correlated pair to drop (the shared rule of :mod:`prospects.profile.correlation`).
 
 Pipeline (:func:`build_feature_pipeline`), input a bronze-shaped frame (raw codes + id, label
 optional), output the same frame plus ``features`` (vector, min-max scaled):
@@ -43,9 +43,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from prospects.config import Config
-from prospects.correlation import choose_drops, high_pairs, mean_abs_correlation
-from prospects.dictionary import ColumnDictionary
+from prospects.core.config import Config
+from prospects.core.dictionary import ColumnDictionary
+from prospects.profile.correlation import choose_drops, high_pairs, mean_abs_correlation
 
 log = logging.getLogger(__name__)
 

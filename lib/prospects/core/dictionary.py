@@ -11,14 +11,14 @@ from typing import Any
 
 from pyspark.sql import types as T
 
+from prospects.core.errors import DictionaryError
+
 TYPES = {"string": T.StringType(), "int": T.LongType(), "float": T.DoubleType()}
 IMPUTE_RULES = ("mode", "median", "mean", "zero", "none")
 ROLES = ("id", "pii", "feature", "label", "ignore")
 _FIELDS = {"code", "name", "group", "type", "impute", "role", "labels", "description"}
 
 
-class DictionaryError(ValueError):
-    """The column dictionary in conf is invalid."""
 
 
 @dataclass(frozen=True)

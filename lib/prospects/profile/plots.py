@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
-from prospects.dictionary import ColumnDictionary  # noqa: E402
+from prospects.core.dictionary import ColumnDictionary  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -412,7 +412,7 @@ def write_report(out_dir: str, *, cfg, summary, figs, col_rows, groups, per_grou
     L.append("## 5. Correlation\n")
     L.append(_img(figs, "correlation", "Pearson correlation heatmap"))
     L.append(f"Pairs with |r| > {summary['corr_threshold']} and the column the pipeline drops "
-             "(rule: lib/prospects/correlation.py: strongest pair first; drop the column with the higher "
+             "(rule: lib/prospects/profile/correlation.py: strongest pair first; drop the column with the higher "
              "mean |r| to all other columns, ties the later column; a pair already resolved drops nothing):\n")
     L.append(_table(["a", "b", "r", "mean abs r (a)", "mean abs r (b)", "drop", "why"],
                     [[f"{r['col_a']} {r['name_a']}", f"{r['col_b']} {r['name_b']}", f"{r['r']:.3f}",

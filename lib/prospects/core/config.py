@@ -6,7 +6,7 @@ default written there (an int is accepted where a float is expected). A mapping 
 (``{}``) in base is open: any keys; a layer that sets it replaces it as a whole, while
 ``--set a.b.key=value`` changes one key of it (``=null`` removes the key). A ``null`` default
 accepts any value. The column dictionary
-is validated by :mod:`prospects.dictionary`; a layer may take it from another use case with
+is validated by :mod:`prospects.core.dictionary`; a layer may take it from another use case with
 ``dataset.columns_from: <use case>`` (resolved as the layer is applied, see :func:`_columns_from`).
 """
 
@@ -21,13 +21,12 @@ from typing import Any
 
 import yaml
 
-from prospects.dictionary import ColumnDictionary
+from prospects.core.dictionary import ColumnDictionary
+from prospects.core.errors import ConfigError
 
 ENVIRONMENTS = ("local", "cluster")
 
 
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message names the source and the key."""
 
 
 def default_conf_dir() -> Path:
@@ -252,6 +251,11 @@ def join_path(root: str, *parts: str) -> str:
     for part in parts:
         out = f"{out}/{part.strip('/')}"
     return out
+
+
+def raw_name(name: str, fmt: str) -> str:
+    """File name in format ``fmt``: as configured for CSV, without its extension for Parquet."""
+    return name if fmt == "csv" else name.rsplit(".", 1)[0]
 
 
 def load_config(

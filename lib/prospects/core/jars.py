@@ -1,6 +1,6 @@
 """Delta Lake's JVM jars: fetched once from Maven Central into a local cache, then used offline.
 
-``python -m prospects.jars fetch`` resolves the Delta package (and its dependencies) with Spark's
+``python -m prospects.core.jars fetch`` resolves the Delta package (and its dependencies) with Spark's
 own Ivy mechanism into ``<jars_dir>/ivy``; Ivy leaves the jar files in ``<jars_dir>/ivy/jars``.
 Sessions and spark-submit.sh then pass those files with ``spark.jars`` / ``--jars``: no network
 and no Ivy resolution at run time.
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["fetch", "list"])
     parser.add_argument("--conf-dir", default=None)
     args = parser.parse_args(argv)
-    from prospects.config import load_config
+    from prospects.core.config import load_config
 
     cfg = load_config(conf_dir=args.conf_dir)
     package, jars_dir = cfg.get("spark.delta_package"), cfg.get("spark.jars_dir")

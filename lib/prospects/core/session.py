@@ -15,8 +15,9 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from prospects.config import Config, ConfigError
-from prospects.jars import cached_jars
+from prospects.core.config import Config
+from prospects.core.errors import ConfigError
+from prospects.core.jars import cached_jars
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
         if not jars:
             raise ConfigError(
                 f"Delta jars for {cfg.get('spark.delta_package')} are not cached in "
-                f"{cfg.get('spark.jars_dir')}: run `make setup` (or `python -m prospects.jars fetch`)")
+                f"{cfg.get('spark.jars_dir')}: run `make setup` (or `python -m prospects.core.jars fetch`)")
         # Python workers (pandas and XGBoost UDFs) run this interpreter, not whatever `python3` is first
         # on PATH (a venv's python started without activating the venv would otherwise lose pandas)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

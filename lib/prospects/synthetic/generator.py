@@ -22,9 +22,9 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from prospects import tables
-from prospects.config import Config, join_path
-from prospects.dictionary import ColumnDictionary
+from prospects.core import tables
+from prospects.core.config import Config, join_path, raw_name
+from prospects.core.dictionary import ColumnDictionary
 
 log = logging.getLogger(__name__)
 
@@ -351,11 +351,6 @@ def _promote_single_part(spark: SparkSession, folder: str, target: str) -> None:
     crc = spark._jvm.org.apache.hadoop.fs.Path(target_p.getParent(), f".{target_p.getName()}.crc")
     if fs.exists(crc):
         fs.delete(crc, False)
-
-
-def raw_name(name: str, fmt: str) -> str:
-    """File name in format ``fmt``: as configured for CSV, without its extension for Parquet."""
-    return name if fmt == "csv" else name.rsplit(".", 1)[0]
 
 
 def plan(cfg: Config) -> list[Part]:

@@ -1,0 +1,1 @@
+"""Benchmark of the product against single-machine references: not imported by the runtime."""

@@ -1,0 +1,1 @@
+"""Foundations every package uses: configuration, column dictionary, errors, session, jars, Delta I/O."""

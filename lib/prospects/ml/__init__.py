@@ -1,0 +1,1 @@
+"""Machine learning: feature stages (pyspark.ml), training, evaluation and the model registry."""

@@ -1,0 +1,1 @@
+"""Scoring every sales region: scores, summaries, segments, actions, campaign list and drift."""
