@@ -143,12 +143,13 @@ def product_stages(cfg, spark, trainer: str, splits_out: str | None = None, skip
     Returns:
         seconds per stage, test AUC, rows, train phases, score phases, compared trainers.
     """
+    from pyspark.sql import functions as F
+
     from prospects.core import tables
     from prospects.ingest import stage as ingest
     from prospects.ml import train
     from prospects.profile import stage as profile
     from prospects.scoring import scores as scoring
-    from pyspark.sql import functions as F
 
     seconds: dict[str, float] = {}
     summaries: dict[str, Any] = {}
@@ -176,7 +177,7 @@ def product_stages(cfg, spark, trainer: str, splits_out: str | None = None, skip
     }
     if splits_out:
         df, _ = tables.read_run(spark, cfg.table("bronze_users"))
-        id_col, label = cfg.get("dataset.id_column"), cfg.get("dataset.label_column")
+        id_col, label = cfg.columns.id_column, cfg.columns.label_column
         splits = train.split(df.select(id_col, label), label, id_col, cfg.get("train.fractions"),
                              int(cfg.get("train.seed")))
         splits.select(id_col, F.col(train.SPLIT_COL).alias("split")).write.mode("overwrite").parquet(splits_out)

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from prospects.core.config import Config, join_path, load_config, raw_name
 from prospects.profile.correlation import columns_to_drop
 
@@ -59,7 +60,7 @@ def layout(cfg: Config) -> tuple[list[tuple[str, str, str]], dict[str, list[str]
     Same as :func:`prospects.ml.features.feature_layout`: a group's mean takes its first month's place.
     """
     exclude = set(cfg.get("features.exclude") or [])
-    codes = [s.code for s in cfg.columns.features if s.code not in exclude]
+    codes = [s.column for s in cfg.columns.features if s.column not in exclude]
     groups = {str(k): [str(c) for c in v] for k, v in (cfg.get("features.monthly_groups") or {}).items()}
     first = {cols[0]: name for name, cols in groups.items() if cols}
     grouped = {c for cols in groups.values() for c in cols}
@@ -173,8 +174,8 @@ def hash_split(ids: pd.Series, seed: int, fractions: dict[str, float]) -> pd.Ser
 def profile(df: pd.DataFrame, cfg: Config, max_distinct: int = 10, bins: int = 30) -> dict:
     """The study's EDA in pandas: what the product's profile stage computes, without its tables and
     figures. Returns a small summary."""
-    label = cfg.get("dataset.label_column")
-    features = [s.code for s in cfg.columns.features]
+    label = cfg.columns.label_column
+    features = [s.column for s in cfg.columns.features]
     missing = df[features].isna().sum()
     numeric = [c for c in features if pd.api.types.is_numeric_dtype(df[c])]
     df[numeric].describe(percentiles=[0.01, 0.25, 0.5, 0.75, 0.99])
@@ -211,8 +212,8 @@ def run(cfg: Config, splits: str | None, out_dir: str, trees: int, depth: int, n
 
     seconds: dict[str, float] = {}
     out: dict[str, Any] = {"seconds": seconds}
-    id_col, label = cfg.get("dataset.id_column"), cfg.get("dataset.label_column")
-    pii = [s.code for s in cfg.columns.pii]
+    id_col, label = cfg.columns.id_column, cfg.columns.label_column
+    pii = [s.column for s in cfg.columns.pii]
     files = raw_files(cfg)
 
     def timed(stage: str, fn: Callable[[], Any]) -> Any:

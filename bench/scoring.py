@@ -11,12 +11,13 @@ import sys
 import time
 from collections.abc import Sequence
 
-from prospects.core import tables
-from prospects.core.config import Config, join_path
-from prospects.scoring.scores import MODES, model_input_columns, score_regions, validate_regions, zero_filled
 from pyspark.ml import PipelineModel, Transformer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from prospects.core import tables
+from prospects.core.config import Config, join_path
+from prospects.scoring.scores import MODES, model_input_columns, score_regions, validate_regions, zero_filled
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,11 @@ def bench_model(spark: SparkSession, n_train: int = 20_000, seed: int = 7) -> Pi
     """The cheap benchmark model: StringIndexer(X1, X5) + Imputer + VectorAssembler (12 columns) +
     LogisticRegression, trained on ``n_train`` generated labelled users. Cheap on purpose: the
     benchmark measures the scoring machinery (read, transform, rank windows, Delta writes)."""
-    from prospects.synthetic import generator as gen
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.feature import Imputer, StringIndexer, VectorAssembler
+
+    from prospects.synthetic import generator as gen
 
     train = gen.with_labels(gen.users(spark, 1, n_train, seed, 2), seed, -2.2).drop("probability", "_eta")
     nums = ["X2", "X3", "X4", "X6", "X9", "X12", "X26", "X29", "X36", "X38", "X42", "X43"]

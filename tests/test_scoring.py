@@ -9,16 +9,17 @@ import types
 from pathlib import Path
 
 import pytest
-from prospects.core import tables
-from prospects.core.errors import JobError
-from prospects.scoring import scores as scoring
-from prospects.synthetic import generator as g
 from pyspark.ml import Pipeline, Transformer
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import Imputer, StringIndexer, VectorAssembler
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
+
+from prospects.core import tables
+from prospects.core.errors import JobError
+from prospects.scoring import scores as scoring
+from prospects.synthetic import generator as g
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORED_AT = dt.datetime(2026, 1, 31, 12, 0, 0)
@@ -164,12 +165,12 @@ def test_empty_regions_give_empty_result(spark, make_cfg, model, regions):
 # The whole stage with a stub registry
 # ---------------------------------------------------------------------------------------------
 def install_registry(monkeypatch, load):
-    import prospects
+    import prospects.ml
 
     stub = types.ModuleType("prospects.ml.registry")
     stub.load = load
     monkeypatch.setitem(sys.modules, "prospects.ml.registry", stub)
-    monkeypatch.setattr(prospects, "registry", stub, raising=False)
+    monkeypatch.setattr(prospects.ml, "registry", stub)
 
 
 def write_bronze(spark, cfg, regions, train_n=1500):

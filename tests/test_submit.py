@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from prospects import submit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def test_command_for_standalone_master_ships_library_conf_and_delta_jars():
     assert {"base.yml", "cluster.yml", "local.yml", "fiveg.yml"} <= files
     package = Path(_opt(cmd, "--py-files"))
     names = zipfile.ZipFile(package).namelist()
-    assert "prospects/cli.py" in names and "prospects/scoring.py" in names and "jobs/score.py" in names
+    assert "prospects/cli.py" in names and "prospects/scoring/scores.py" in names and "jobs/score.py" in names
     # the application is the launcher, followed by the job and its arguments, unchanged
     launcher = cmd.index(str(package.parent / submit.LAUNCHER))
     assert cmd[launcher + 1:] == ["score", "--run-date", "2026-11-01", "--set", "score.mode=parallel"]
