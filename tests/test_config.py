@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from prospects.cli import main_for
 from prospects.core.config import load_config
 from prospects.core.errors import ConfigError, DictionaryError
@@ -110,7 +111,10 @@ def test_columns_from_takes_the_dictionary_of_another_use_case(conf_dir):
     assert load_config("uc", conf_dir=conf_dir).columns.codes == []
     assert load_config("uc", overrides=["dataset.columns_from=fiveg"],
                        conf_dir=conf_dir).columns.codes == fiveg.columns.codes
-    cleared = load_config("credit", overrides=["dataset.columns=[{code: user_id, type: int, role: id}]"],
+    one_column = ["dataset.columns=[{code: user_id, type: int, role: id}]"]
+    with pytest.raises(ConfigError, match=r"features.monthly_groups.arpu: 'X6' is not a column of the dictionary"):
+        load_config("credit", overrides=one_column, conf_dir=conf_dir)   # settings naming columns are checked
+    cleared = load_config("credit", overrides=[*one_column, "features.monthly_groups={}", "score.segments={}"],
                           conf_dir=conf_dir)
     assert cleared.get("dataset.columns_from") == "" and cleared.columns.codes == ["user_id"]
 
@@ -145,6 +149,16 @@ def test_columns_from_error_on_the_command_line_exits_2(capsys):
     ("{code: X1, type: int, colour: red}", "unknown field"),
     ("{name: x, type: int}", "missing field 'code'"),
     ("{code: user_id, type: int, role: id}", "duplicate code"),
+    ("{code: 'Account length', type: int}", r"\(Account length\): 'Account length' cannot be a Delta column name.*"
+                                            r"set name, e.g. name: account_length"),
+    ("{code: '月均ARPU(元)', type: float}", r"set name, e.g. name: arpu"),
+    ("{code: '月均ARPU(元)', name: 'ARPU (avg)', type: float}", r"'ARPU \(avg\)' is not a plain identifier"),
+    ("{code: 'Total.day', name: X2, type: float}", r"\(X2\): table column 'X2' is also the column of 'Total.day'"),
+    ("{code: region, type: string}", "'region' is a column every bronze table has"),
+    ("{code: X1, type: string, min: 0}", "min/max apply to numeric columns"),
+    ("{code: X1, type: int, min: 5, max: 1}", "min 5.0 is above max 1.0"),
+    ("{code: X1, type: int, values: 3}", "values must be a non-empty list"),
+    ("{code: X1, type: int, on_invalid: drop}", "on_invalid must be one of"),
 ])
 def test_dictionary_errors_name_the_record(conf_dir, record, message):
     text = (conf_dir / "fiveg.yml").read_text().replace("  columns:\n", f"  columns:\n    - {record}\n", 1)
@@ -180,3 +194,71 @@ def test_a_direct_run_gives_the_python_workers_this_interpreter(spark, make_cfg,
     monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
     assert build_session(make_cfg()) is spark
     assert os.environ["PYSPARK_PYTHON"] == sys.executable
+
+
+def test_any_header_gets_a_table_column_and_settings_name_table_columns(conf_dir):
+    """Codes as delivered may hold spaces, dots, brackets or Chinese; the record's name is then the
+    table column, and every setting that names a column names that one (checked at load)."""
+    records = ("[{code: user_id, type: int, role: id}, {code: '月均ARPU(元)', name: arpu_avg, type: float},"
+               " {code: 'Total.day-min [x]', name: total_day_min, type: float}, {code: X2, type: int}]")
+    cfg = load_config("fiveg", overrides=[f"dataset.columns={records}", "features.monthly_groups={}",
+                                          "score.segments={}"], conf_dir=conf_dir)
+    assert cfg.columns.codes == ["user_id", "月均ARPU(元)", "Total.day-min [x]", "X2"]
+    assert cfg.columns.table_columns == ["user_id", "arpu_avg", "total_day_min", "X2"]
+    assert cfg.columns.by_code["月均ARPU(元)"].column == "arpu_avg" and cfg.columns["arpu_avg"].code == "月均ARPU(元)"
+    with pytest.raises(ConfigError, match=r"features.exclude: '月均ARPU\(元\)' is not a column of the dictionary: "
+                                          r"the tables name it 'arpu_avg'"):
+        load_config("fiveg", overrides=[f"dataset.columns={records}", "features.monthly_groups={}",
+                                        "score.segments={}", "features.exclude=['月均ARPU(元)']"], conf_dir=conf_dir)
+
+
+def test_files_without_an_id_and_label_files(conf_dir):
+    columns = "[{code: a, type: int}, {code: Churn, type: string, role: label}]"
+    cfg = load_config("telco_churn", overrides=["dataset.id_column=null", "churn.segments.features=[]",
+                                                f"dataset.columns={columns}"], conf_dir=conf_dir)
+    assert (cfg.columns.id_column, cfg.columns.surrogate_id, cfg.columns.label_column) == ("row_id", True, "Churn")
+    with pytest.raises(DictionaryError, match="label_file needs an id column"):
+        load_config("fiveg", overrides=["dataset.id_column=null", "dataset.columns=[{code: a, type: int}]"],
+                    conf_dir=conf_dir)
+    with pytest.raises(DictionaryError, match="dataset.id_column is null .* but column 'user_id' has role id"):
+        load_config("telco_churn", overrides=["dataset.id_column=null", "dataset.columns=[{code: user_id, type: int,"
+                                              " role: id}, {code: Churn, type: string, role: label}]"],
+                    conf_dir=conf_dir)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("dataset.encoding=klingon", "dataset.encoding 'klingon' is not a known text encoding"),
+    ("dataset.encoding=utf-16", "is not ASCII-compatible"),
+    ("dataset.delimiter=';;'", "dataset.delimiter must be one character"),
+    ("dataset.multiline=sometimes", "dataset.multiline must be one of"),
+])
+def test_csv_settings_are_checked_at_load(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+def test_a_use_case_may_be_a_yaml_file_anywhere(tmp_path):
+    path = tmp_path / "my_case.yml"
+    path.write_text((CONF / "telco_churn.yml").read_text())
+    cfg = load_config(str(path))
+    assert cfg.use_case == "my_case" and cfg.columns.id_column == "customerID"
+    assert str(path) in cfg.sources
+
+
+def test_the_run_date_is_fixed_when_the_configuration_loads(monkeypatch):
+    import datetime as real_dt
+
+    from prospects.core import config as config_module
+
+    class Clock(real_dt.datetime):
+        now_calls = 0
+
+        @classmethod
+        def now(cls, tz=None):
+            cls.now_calls += 1
+            return real_dt.datetime(2026, 12, 31, 23, 59, 59, tzinfo=tz) if cls.now_calls == 1 else \
+                real_dt.datetime(2027, 1, 1, 0, 0, 1, tzinfo=tz)
+
+    monkeypatch.setattr(config_module.dt, "datetime", Clock)
+    cfg = load_config()
+    assert cfg.run_id == cfg.run_id == "2026-12-31" and cfg.get("run.date") == "2026-12-31"

@@ -25,6 +25,7 @@ from prospects.core.dictionary import ColumnDictionary
 from prospects.core.errors import ConfigError
 
 ENVIRONMENTS = ("local", "cluster")
+MULTILINE = ("auto", "always", "never")
 
 
 
@@ -210,8 +211,9 @@ class Config:
     # -- derived values used by every job -------------------------------------------------
     @property
     def run_date(self) -> str:
-        """Run date, YYYY-MM-DD (conf run.date, else today in UTC)."""
-        return self.get("run.date") or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+        """Run date, YYYY-MM-DD: conf run.date, else the UTC date when the configuration was loaded
+        (fixed then, so a run that crosses midnight keeps one date)."""
+        return str(self.get("run.date"))
 
     @property
     def run_id(self) -> str:
@@ -258,6 +260,13 @@ def raw_name(name: str, fmt: str) -> str:
     return name if fmt == "csv" else name.rsplit(".", 1)[0]
 
 
+def use_case_file(use_case: str, conf_dir: Path) -> Path:
+    """The YAML of a use case: ``conf/<name>.yml``, or a path to a ``.yml`` file anywhere."""
+    if use_case.endswith((".yml", ".yaml")):
+        return Path(use_case)
+    return conf_dir / f"{use_case}.yml"
+
+
 def load_config(
     use_case: str = "fiveg",
     env: str = "local",
@@ -268,7 +277,8 @@ def load_config(
     """Load and validate the layered configuration.
 
     Args:
-        use_case: name of ``conf/<use_case>.yml``.
+        use_case: name of ``conf/<use_case>.yml``, or the path of a use case's YAML file elsewhere
+            (its name is then the file's stem).
         env: ``local`` or ``cluster`` (``conf/<env>.yml``).
         overrides: ``key=value`` strings, applied last.
         conf_dir: directory holding the YAML files (default: :func:`default_conf_dir`).
@@ -276,6 +286,7 @@ def load_config(
 
     Raises:
         ConfigError: naming the file (or ``--set``) and the key at fault.
+        DictionaryError: naming the column record at fault.
     """
     conf_dir = Path(conf_dir) if conf_dir else default_conf_dir()
     if env not in ENVIRONMENTS:
@@ -286,11 +297,11 @@ def load_config(
     schema = _read_yaml(base_path)
     data = copy.deepcopy(schema)
     sources = [str(base_path)]
-    for name in (env, use_case):
-        path = conf_dir / f"{name}.yml"
+    for path in (conf_dir / f"{env}.yml", use_case_file(use_case, conf_dir)):
         if not path.is_file():
             known = sorted(p.stem for p in conf_dir.glob("*.yml") if p.stem not in ("base", *ENVIRONMENTS))
-            raise ConfigError(f"{path}: not found (use cases in {conf_dir}: {', '.join(known)})")
+            raise ConfigError(f"{path}: not found (use cases in {conf_dir}: {', '.join(known)}; "
+                              "or give the path of a .yml file)")
         data = _merge(schema, data, _columns_from(_read_yaml(path), str(path), conf_dir), str(path))
         sources.append(str(path))
     if extra:
@@ -301,6 +312,54 @@ def load_config(
         layer = _columns_from(_nest(parts, value), f"--set {text}", conf_dir)
         data = _merge(schema, data, layer, f"--set {text}")
         sources.append(f"--set {text}")
-    columns = ColumnDictionary.from_config(data["dataset"], source=" + ".join(sources))
-    return Config(data=data, sources=tuple(sources), env=env, use_case=use_case,
+    source = " + ".join(sources)
+    _check_settings(data, source)
+    columns = ColumnDictionary.from_config(data["dataset"], source=source)
+    if columns:
+        check_references(data, columns, source)
+    data["run"]["date"] = data["run"]["date"] or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    return Config(data=data, sources=tuple(sources), env=env, use_case=use_case_file(use_case, conf_dir).stem,
                   conf_dir=conf_dir, columns=columns)
+
+
+def _check_settings(data: dict, source: str) -> None:
+    """Values whose type base.yml cannot express: a known text encoding, one-character CSV symbols."""
+    ds = data["dataset"]
+    try:
+        ascii_compatible = "\n,".encode(ds["encoding"]) == b"\n,"
+    except LookupError:
+        raise ConfigError(f"{source}: dataset.encoding '{ds['encoding']}' is not a known text encoding "
+                          "(e.g. utf-8, gbk, gb18030, big5, iso-8859-1)") from None
+    if not ascii_compatible:
+        raise ConfigError(f"{source}: dataset.encoding '{ds['encoding']}' is not ASCII-compatible (UTF-16/32): "
+                          "convert the files to UTF-8 (or GB18030) first")
+    for key in ("delimiter", "quote"):
+        if not isinstance(ds[key], str) or len(ds[key]) != 1:
+            raise ConfigError(f"{source}: dataset.{key} must be one character, got {ds[key]!r}")
+    if ds["multiline"] not in MULTILINE:
+        raise ConfigError(f"{source}: dataset.multiline must be one of {list(MULTILINE)}, got {ds['multiline']!r}")
+    if ds["format"] not in ("csv", "parquet"):
+        raise ConfigError(f"{source}: dataset.format must be csv or parquet, got {ds['format']!r}")
+
+
+def check_references(data: dict, columns: ColumnDictionary, source: str) -> None:
+    """Settings that name columns name table columns of the dictionary (not raw header codes).
+
+    Raises:
+        ConfigError: naming the key and the unknown column, with the code's table column when the
+            setting used a raw code.
+    """
+    known = set(columns.table_columns)
+    refs: list[tuple[str, str]] = [("features.exclude", c) for c in data["features"]["exclude"] or []]
+    for group, cols in (data["features"]["monthly_groups"] or {}).items():
+        refs += [(f"features.monthly_groups.{group}", c) for c in cols or []]
+    for name, spec in (data["score"]["segments"] or {}).items():
+        if isinstance(spec, dict) and spec.get("column") is not None:
+            refs.append((f"score.segments.{name}.column", spec["column"]))
+    refs += [("churn.segments.features", c) for c in data["churn"]["segments"]["features"] or []]
+    for key, col in refs:
+        if col in known:
+            continue
+        hint = (f": the tables name it '{columns.by_code[col].column}'" if col in columns.by_code
+                else f" (columns: {', '.join(sorted(known))})")
+        raise ConfigError(f"{source}: {key}: '{col}' is not a column of the dictionary{hint}")
