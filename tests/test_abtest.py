@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from pyspark.sql import functions as F
+
 from prospects.core import tables
 from prospects.core.errors import JobError
 from prospects.usecases import abtest
-from pyspark.sql import functions as F
 
 ARMS = {"a": 0.5, "b": 0.3, "control": 0.2}
 

@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from prospects.ml import features as fe
-from prospects.ml import registry
-from prospects.synthetic import generator
 from pyspark.ml.linalg import VectorUDT
 
 from bench import harness as bench
 from bench import reference
+from prospects.ml import features as fe
+from prospects.ml import registry
+from prospects.synthetic import generator
 
 N = 3000
 TREES, DEPTH = 10, 5
@@ -24,7 +24,6 @@ TREES, DEPTH = 10, 5
 def product_run(spark, tmp_path_factory):
     """Generated Parquet files, the product's stages (XGBoost random forest) and the reference."""
     from prospects.core.config import load_config
-
     from tests.conftest import tmp_settings
 
     root = tmp_path_factory.mktemp("bench")

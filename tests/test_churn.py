@@ -6,15 +6,16 @@ import math
 from pathlib import Path
 
 import pytest
-from prospects.core import tables
-from prospects.core.dictionary import ColumnDictionary
-from prospects.usecases import churn
 from pyspark.ml import Pipeline
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.feature import OneHotEncoder, SQLTransformer, StandardScaler, StringIndexer, VectorAssembler
 from pyspark.ml.linalg import Vectors
 from pyspark.sql import functions as F
+
+from prospects.core import tables
+from prospects.core.dictionary import ColumnDictionary
+from prospects.usecases import churn
 
 TELCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "telco_churn" / "telco_customer_churn.csv"
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
+
 from prospects.core.config import load_config
 from prospects.ml import train
 from prospects.synthetic import generator
-from pyspark.sql import functions as F
-
 from tests.cluster import ROOT, StandaloneCluster, die_with_parent, free_port, tail
 from tests.conftest import TEST_SPARK
 

@@ -7,11 +7,12 @@ import shlex
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
+
 from prospects import pipeline
 from prospects.core import tables
 from prospects.synthetic import generator as g
 from prospects.usecases import credit
-from pyspark.sql import functions as F
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-from prospects.ml import evaluation as ev
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
+
+from prospects.ml import evaluation as ev
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,13 @@ import json
 import math
 
 import pytest
-from prospects.ml import features as fe
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from prospects.ml import features as fe
 
 NUM = T.StructType([T.StructField("id", T.LongType()), T.StructField("a", T.DoubleType()),
                     T.StructField("b", T.DoubleType()), T.StructField("c", T.DoubleType())])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from prospects.synthetic import generator as g
 from pyspark.sql import functions as F
+
+from prospects.synthetic import generator as g
 
 N = 60_000
 

@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual
+
 from prospects.core import tables
 from prospects.core.dictionary import ColumnDictionary, ColumnSpec
 from prospects.profile import correlation as cr
 from prospects.profile import stage as pf
 from prospects.synthetic import generator as g
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
-from pyspark.testing import assertDataFrameEqual
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from pyspark.sql import functions as F
+
 from prospects.core.errors import JobError
 from prospects.scoring import segments as seg
-from pyspark.sql import functions as F
 
 ACTIONS = [
     {"name": "vip4", "when": "X3 = 4", "action": "value"},

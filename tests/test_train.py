@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import functions as F
+
 from prospects.core import tables
 from prospects.core.config import join_path, load_config
 from prospects.core.errors import RegistryError, TrainingInputError
@@ -12,9 +15,6 @@ from prospects.ml import evaluation as ev
 from prospects.ml import features as fe
 from prospects.ml import registry, train
 from prospects.synthetic import generator as g
-from pyspark.ml.functions import vector_to_array
-from pyspark.sql import functions as F
-
 from tests.conftest import deep_merge, tmp_settings
 
 N_USERS = 20_000
