@@ -387,10 +387,10 @@ class CorrelationFilterModel(Model, _CorrelationFilterParams, DefaultParamsReada
 def feature_codes(cfg: Config) -> list[str]:
     """Feature columns of the use case: dictionary role ``feature`` minus ``features.exclude``."""
     exclude = set(cfg.get("features.exclude") or [])
-    unknown = exclude - {s.code for s in cfg.columns.features}
+    unknown = exclude - {s.column for s in cfg.columns.features}
     if unknown:
         raise ValueError(f"features.exclude names columns that are not features of the dictionary: {sorted(unknown)}")
-    return [s.code for s in cfg.columns.features if s.code not in exclude]
+    return [s.column for s in cfg.columns.features if s.column not in exclude]
 
 
 def monthly_groups(cfg: Config) -> dict[str, list[str]]:
@@ -441,7 +441,7 @@ def build_feature_pipeline(cfg: Config) -> Pipeline:
     codes = feature_codes(cfg)
     groups = monthly_groups(cfg)
     layout = feature_layout(cfg)
-    label = cfg.get("dataset.label_column")
+    label = cfg.columns.label_column
     stages: list = []
     k = int(cfg.get("features.max_missing"))
     if k >= 0:

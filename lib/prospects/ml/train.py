@@ -99,11 +99,11 @@ def validate_input(df: DataFrame, cfg: Config, source: str) -> dict[int, int]:
     Raises:
         TrainingInputError: naming ``source``, the column and the problem.
     """
-    label = cfg.get("dataset.label_column")
-    id_col = cfg.get("dataset.id_column")
+    label = cfg.columns.label_column
+    id_col = cfg.columns.id_column
     if label not in df.columns:
         raise TrainingInputError(f"{source}: no label column '{label}' (columns: {', '.join(df.columns)})")
-    known = set(cfg.columns.codes) | {label, id_col, *META_COLUMNS}
+    known = set(cfg.columns.table_columns) | {label, id_col, *META_COLUMNS}
     unknown = [c for c in df.columns if c not in known]
     if unknown:
         raise TrainingInputError(
@@ -175,7 +175,7 @@ def make_estimator(model_type: str, cfg: Config, weighted: bool, n_features: int
     """
     if model_type not in ESTIMATORS:
         raise ValueError(f"train.model_types: unknown model '{model_type}' (known: {sorted(ESTIMATORS)})")
-    est = ESTIMATORS[model_type](featuresCol=fe.FEATURES_COL, labelCol=cfg.get("dataset.label_column"),
+    est = ESTIMATORS[model_type](featuresCol=fe.FEATURES_COL, labelCol=cfg.columns.label_column,
                                  predictionCol="prediction")
     for name, value in (("probabilityCol", "probability"), ("rawPredictionCol", "rawPrediction")):
         if est.hasParam(name):
@@ -244,7 +244,7 @@ def tune(model_type: str, cfg: Config, train: DataFrame, validation: DataFrame, 
     est = make_estimator(model_type, cfg, weighted, n_features)
     maps = param_grid(est, (cfg.get("train.models") or {}).get(model_type, {})) or [{}]
     parallelism = max(1, int(cfg.get("train.parallelism")))
-    label = cfg.get("dataset.label_column")
+    label = cfg.columns.label_column
 
     def val_score(model) -> tuple[float, DataFrame]:
         """The selection metric on the validation users, and their scores (cached)."""
@@ -355,8 +355,8 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
         rows, seconds, figures.
     """
     started = time.time()
-    label = cfg.get("dataset.label_column")
-    id_col = cfg.get("dataset.id_column")
+    label = cfg.columns.label_column
+    id_col = cfg.columns.id_column
     table = source.get("table", "input")
     counts = validate_input(df, cfg, table)
     log.info("training input %s: %s rows by label", table, counts)

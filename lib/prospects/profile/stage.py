@@ -191,7 +191,7 @@ def _profile_rows(df: DataFrame, dictionary: ColumnDictionary, columns: Sequence
     rows = []
     for c in columns:
         s = stats[c]
-        spec = dictionary.by_code.get(c)
+        spec = dictionary.by_column.get(c)
         declared = spec.type if spec else ("string" if not is_numeric(df, c) else "float")
         distinct = exact.get(c, s["approx_distinct"])
         role, reason = infer_role(declared, distinct, max_distinct)
@@ -470,7 +470,7 @@ def categorical_from_counts(counts: DataFrame, dictionary: ColumnDictionary | No
     if dictionary is not None:
         for spec in dictionary:
             for raw, text in spec.labels.items():
-                label_map[f"{spec.code}\u0001{raw}"] = text
+                label_map[f"{spec.column}\u0001{raw}"] = text
     key = F.concat_ws("\u0001", F.col("column"), F.col("value"))
     if label_map:
         mapped = F.create_map(*[F.lit(x) for kv in label_map.items() for x in kv])[key]
@@ -692,7 +692,7 @@ def _correlation_frames(spark: SparkSession, columns: Sequence[str], matrix: lis
                         threshold: float, dictionary: ColumnDictionary | None) -> tuple[DataFrame, DataFrame]:
     long_rows = [{"col_a": a, "col_b": b, "r": None if math.isnan(matrix[i][j]) else matrix[i][j]}
                  for i, a in enumerate(columns) for j, b in enumerate(columns)]
-    order = [s.code for s in dictionary] if dictionary is not None else list(columns)
+    order = [s.column for s in dictionary] if dictionary is not None else list(columns)
     order += [c for c in columns if c not in order]
     decisions = corr_rule.choose_drops(corr_rule.high_pairs(columns, matrix, threshold),
                                        corr_rule.mean_abs_correlation(columns, matrix), order)
@@ -779,13 +779,13 @@ def run(cfg: Config, spark: SparkSession) -> dict:
     threshold = corr_threshold(cfg)
     dictionary = cfg.columns
     df, bronze_run = read_bronze(cfg, spark)
-    label = cfg.get("dataset.label_column")
+    label = cfg.columns.label_column
     if label not in df.columns:
         raise JobError(f"bronze_users has no label column '{label}' (dataset.label_column)")
-    absent = [s.code for s in dictionary.features if s.code not in df.columns]
+    absent = [s.column for s in dictionary.features if s.column not in df.columns]
     if absent:
         raise JobError(f"bronze_users lacks dictionary feature column(s) {absent}")
-    features = [s.code for s in dictionary.features]
+    features = [s.column for s in dictionary.features]
     groups = {g: cols for g, cols in dictionary.groups().items()}
     t = time.time()
     # seven passes read the same columns: cached once (spills to disk when memory runs short)

@@ -96,7 +96,7 @@ class ScoreSettings:
             raise JobError(f"score.tiers must satisfy 0 <= medium <= high <= 1, got {tiers}")
         kwargs: dict[str, Any] = dict(threshold=float(threshold), version=str(version), run_id=cfg.run_id,
                                       tiers=tiers, deciles=int(cfg.get("score.deciles")),
-                                      id_column=cfg.get("dataset.id_column"))
+                                      id_column=cfg.columns.id_column)
         if scored_at is not None:
             kwargs["scored_at"] = scored_at
         return cls(**kwargs)
@@ -234,10 +234,11 @@ def _with_retry(fn: Callable[[], Any], what: str, attempts: int = 3) -> Any:
     return None
 
 
-def ensure_scores_table(spark: SparkSession, path: str) -> None:
+def ensure_scores_table(spark: SparkSession, path: str, id_type: T.DataType = T.LongType()) -> None:
     """Create the (empty) gold scores table, so concurrent first writes do not race to create it."""
     if not tables.is_delta(spark, path):
-        (spark.createDataFrame([], SCORES_SCHEMA).write.format("delta").mode("append")
+        schema = T.StructType([T.StructField("user_id", id_type), *SCORES_SCHEMA.fields[1:]])
+        (spark.createDataFrame([], schema).write.format("delta").mode("append")
          .partitionBy(*SCORE_PARTITIONS).save(path))
 
 
@@ -317,7 +318,7 @@ def score_regions(spark: SparkSession, cfg: Config, model: Transformer, threshol
     started = time.time()
     writes: list[dict] = []
     if found:
-        ensure_scores_table(spark, path)
+        ensure_scores_table(spark, path, regions.schema[cfg.columns.id_column].dataType)
     if mode == "single_pass" and found:
         df = regions.where(F.col("region").isin(found)).transform(score_frame(model, s))
         metrics = tables.replace_partition(df, path, where={"run_id": s.run_id}, partition_by=SCORE_PARTITIONS,
@@ -342,7 +343,7 @@ def score_regions(spark: SparkSession, cfg: Config, model: Transformer, threshol
 
 def zero_filled(cfg: Config) -> list[str]:
     """Feature codes whose missing value means 0/absent (dictionary impute ``zero``)."""
-    return [c.code for c in cfg.columns.features if c.impute == "zero"]
+    return [c.column for c in cfg.columns.features if c.impute == "zero"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,14 +477,14 @@ def run(cfg: Config, spark: SparkSession, version: str | None = None, mode: str 
     only = [str(r) for r in cfg.get("score.only_regions") or []]
     if only:
         regions = regions.where(F.col("region").isin(only))
-    features = [c.code for c in cfg.columns.features]
+    features = [c.column for c in cfg.columns.features]
     # raw columns the model reads: declared by its stages or listed by the registry, if dictionary features
     required = [c for c in dict.fromkeys([*model_input_columns(model), *(getattr(reg, "features", None) or [])])
                 if c in features]
     rules = seg.validate_rules(cfg, regions)                       # segment/action expressions parse
     validated = validate_regions(regions, required, may_be_empty=zero_filled(cfg),
                                  min_users=int(cfg.get("score.missing_column_min_users")),
-                                 id_column=cfg.get("dataset.id_column"))
+                                 id_column=cfg.columns.id_column)
     expected = list(cfg.get("score.regions") or [])
     for r in expected:
         validated.setdefault(r, 0)

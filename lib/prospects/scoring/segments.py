@@ -219,7 +219,7 @@ def scored_users(scores: DataFrame, regions: DataFrame, rules: Rules, id_column:
     seg = F.array(*[F.struct(F.lit(s.name).alias("dimension"), s.value.alias("segment"),
                              s.order.cast("int").alias("segment_order")) for s in rules.segments]) \
         if rules.segments else F.array().cast("array<struct<dimension:string,segment:string,segment_order:int>>")
-    raw = raw.select("region", F.col("user_id").cast("long").alias("user_id"), seg.alias("seg"),
+    raw = raw.select("region", "user_id", seg.alias("seg"),
                      *[rule_flag(a).alias(f"act_{i}") for i, a in enumerate(rules.actions)],
                      name.alias("action_name"), text.alias("action"))
     return scores.select("region", "user_id", "probability", "prediction", "rank", "tier").join(
@@ -584,7 +584,7 @@ def _segment_outputs(spark: SparkSession, cfg: Config, regions: DataFrame | None
     t = time.time()
     users = None
     if scores is not None and regions is not None:
-        users = scored_users(scores, regions, rules, cfg.get("dataset.id_column")).persist()
+        users = scored_users(scores, regions, rules, cfg.columns.id_column).persist()
     profiles = segment_profiles(users, rules) if users is not None and rules.segments else None
     _write(spark, profiles, cfg.table("gold_segments"), run_id)
     actions = action_counts(users, rules) if users is not None else None
@@ -609,7 +609,7 @@ def _drift_output(spark: SparkSession, cfg: Config, regions: DataFrame | None, s
     warn = float(cfg.get("score.psi_warn"))
     drift_rows: list[dict] = []
     if train is not None and regions is not None and scores is not None:
-        feats = [c.code for c in cfg.columns.features]
+        feats = [c.column for c in cfg.columns.features]
         drift_rows = drift(train, regions, feats, int(cfg.get("score.psi_bins")),
                            int(cfg.get("score.categorical_max_values")), int(cfg.get("score.drift_sample_rows")))
         for r in drift_rows:

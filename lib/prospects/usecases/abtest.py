@@ -164,7 +164,7 @@ def simulate_outcomes(assignments: DataFrame, id_col: str, rates: Mapping[str, f
 def run_assign(cfg: Config, spark: SparkSession, scores: DataFrame | None = None) -> dict:
     """Assign the customers of the tiers ``abtest.tiers`` (from the latest ``churn_scores`` run) to
     the arms ``abtest.arms`` and write table ``ab_assignments`` (partitioned by run_id)."""
-    id_col = cfg.get("dataset.id_column")
+    id_col = cfg.columns.id_column
     if scores is None:
         scores, scores_run = tables.read_run(spark, cfg.table("churn_scores"))
     else:
@@ -195,7 +195,7 @@ def load_outcomes(cfg: Config, spark: SparkSession, assignments: DataFrame) -> D
     """Assignments joined with the observed outcomes (``abtest.outcomes_path``: a CSV with a header
     or a Delta table, columns id + ``abtest.retained_column``), or simulated from
     ``abtest.simulated_retention`` when no path is given."""
-    id_col = cfg.get("dataset.id_column")
+    id_col = cfg.columns.id_column
     ret = cfg.get("abtest.retained_column")
     path = cfg.get("abtest.outcomes_path")
     if not path:

@@ -755,10 +755,10 @@ def run(cfg: Config, spark: SparkSession, model: Any, customers: DataFrame | Non
         customers: the customers to analyse (default: the latest run of ``bronze_users``).
     """
     columns = cfg.columns
-    id_col, label_col = cfg.get("dataset.id_column"), cfg.get("dataset.label_column")
+    id_col, label_col = cfg.columns.id_column, cfg.columns.label_column
     if customers is None:
         customers, _ = tables.read_run(spark, cfg.table("bronze_users"))
-    feats = [s.code for s in columns.features if s.code in customers.columns]
+    feats = [s.column for s in columns.features if s.column in customers.columns]
     if id_col not in customers.columns:
         raise ValueError(f"churn: id column '{id_col}' not in the customers table ({customers.columns})")
     has_label = label_col in customers.columns
