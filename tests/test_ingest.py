@@ -7,11 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
+
 from prospects.core import tables
-from prospects.core.errors import JobError
+from prospects.core.errors import IngestError, JobError
 from prospects.ingest import stage as ingest
 from prospects.synthetic import generator
-from pyspark.sql import functions as F
 
 PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 
@@ -20,7 +21,6 @@ PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 def clean_raw(spark, tmp_path_factory):
     """Clean raw files: 80 training users, regions A (20) and B (30)."""
     from prospects.core.config import load_config
-
     from tests.conftest import tmp_settings
 
     root = tmp_path_factory.mktemp("raw_small")
@@ -120,7 +120,8 @@ def test_each_kind_of_bad_row_is_quarantined_with_its_reason(spark, make_cfg, ra
     assert summary["reconciled"]
     assert summary["rows_read"] == summary["rows_accepted"] + summary["rows_quarantined"]
     train_file = next(f for f in summary["files"] if f.endswith("train_set.csv"))
-    assert summary["files"][train_file] == {"read": 82, "accepted": 72, "quarantined": 10}
+    assert summary["files"][train_file] == {"read": 82, "accepted": 72, "quarantined": 10, "skipped_blank": 0,
+                                            "skipped_header": 1}
 
 
 def test_rerun_replaces_and_a_new_run_appends(spark, make_cfg, raw):
@@ -246,3 +247,199 @@ def test_bronze_files_have_row_groups_of_the_configured_size(spark, make_cfg, tm
     groups = sum(pq.ParquetFile(f).num_row_groups for f in files)
     assert groups > 2 * len(files)
     assert spark.conf.get("parquet.block.size", None) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Real files: encodings, RFC 4180, value rules, files without an id
+# ---------------------------------------------------------------------------------------------
+def recode(path: Path, encoding: str) -> None:
+    path.write_bytes(path.read_text(encoding="utf-8").encode(encoding))
+
+
+def bronze_rows(spark, cfg, key: str) -> list[dict]:
+    df = tables.read(spark, cfg.table(key)).where(F.col("run_id") == cfg.run_id).drop("run_id", "ingested_at")
+    return sorted((r.asDict() for r in df.collect()), key=lambda r: str(r.get("user_id")))
+
+
+def test_a_gbk_file_round_trips_exactly_and_the_dictionary_labels_apply(spark, make_cfg, raw, tmp_path):
+    utf8 = make_cfg(overrides=["run.id=utf8"])
+    ingest.run(utf8, spark)
+    gbk_raw = tmp_path / "gbk_raw"
+    shutil.copytree(raw, gbk_raw)
+    for f in gbk_raw.glob("*.csv"):
+        recode(f, "gbk")
+    assert "先生".encode("gbk") in (gbk_raw / "train_set.csv").read_bytes()
+    cfg = make_cfg(overrides=["run.id=gbk", "dataset.encoding=gbk", f"paths.raw={gbk_raw}",
+                              f"paths.lakehouse={tmp_path / 'lake_gbk'}"])
+    summary = ingest.run(cfg, spark)
+    assert summary["rows_quarantined"] == 0 and summary["reconciled"]
+    for key in ("bronze_users", "bronze_regions"):
+        assert bronze_rows(spark, cfg, key) == bronze_rows(spark, utf8, key)
+    users = tables.read(spark, cfg.table("bronze_users"))
+    genders = {cfg.columns.value_label("X1", r[0]) for r in users.select("X1").distinct().collect()}
+    segments = {cfg.columns.value_label("X5", r[0]) for r in users.select("X5").distinct().collect()}
+    assert genders <= {"male", "female", "missing"} and "male" in genders
+    assert segments <= {"public", "rural", "campus", "company", "missing"} and "rural" in segments
+
+
+def test_a_file_in_another_encoding_is_refused_with_its_first_bad_line_and_a_hint(spark, make_cfg, raw, tmp_path):
+    recode(raw / "result_predict_A.csv", "gbk")
+    with pytest.raises(IngestError, match=r"result_predict_A.csv: \d+ line\(s\) are not valid utf-8, the first is "
+                                          r"line 2 \(looks like GBK: set dataset.encoding: gbk\); nothing was written"):
+        ingest.run(make_cfg(overrides=["run.id=enc"]), spark)
+    assert not (tmp_path / "lakehouse").exists()
+
+
+def test_a_utf8_file_declared_gbk_is_refused_rather_than_garbled(spark, make_cfg, raw, tmp_path):
+    for f in ("train_set.csv", "train_label.csv", "result_predict_B.csv"):
+        recode(raw / f, "gbk")
+    with pytest.raises(IngestError, match=r"result_predict_A.csv: every non-ASCII line is valid UTF-8.*"
+                                          r"set dataset.encoding: utf-8"):
+        ingest.run(make_cfg(overrides=["dataset.encoding=gbk"]), spark)
+    assert not (tmp_path / "lakehouse").exists()
+
+
+def test_one_broken_byte_names_its_line(spark, make_cfg, raw):
+    rows = (raw / "result_predict_B.csv").read_bytes().split(b"\n")
+    rows[7] = rows[7].replace("先生".encode(), b"\xe5\x85").replace("女士".encode(), b"\xe5\x85")
+    (raw / "result_predict_B.csv").write_bytes(b"\n".join(rows))
+    with pytest.raises(IngestError, match=r"result_predict_B.csv: 1 line\(s\) are not valid utf-8, the first is "
+                                          r"line 8"):
+        ingest.run(make_cfg(), spark)
+
+
+def with_field(row: str, index: int, value: str) -> str:
+    parts = row.split(",")
+    parts[index] = value
+    return ",".join(parts)
+
+
+X5 = 6          # field index of X5 (market segment, text) in the fiveg files
+
+
+def test_csv_follows_rfc_4180_and_blank_lines_are_skipped_and_counted(spark, make_cfg, raw):
+    header, *body = lines(raw / "result_predict_A.csv")
+    ids = [int(r.split(",")[0]) for r in body]
+    body[0] = with_field(body[0], X5, '"集团,用户"')                   # a quoted delimiter
+    body[1] = with_field(body[1], X5, '"say ""hi"""')                  # doubled quotes
+    body[2] = with_field(body[2], X5, '"line one\nline two"')           # a line break inside quotes
+    body[3] = with_field(body[3], X5, '"unbalanced')                    # a quote never closed
+    write(raw / "result_predict_A.csv", [header, *body, "", "  ", ""])  # blank lines at the end
+    cfg = make_cfg(overrides=["run.id=rfc"])
+    summary = ingest.run(cfg, spark)
+    a = next(v for f, v in summary["files"].items() if f.endswith("result_predict_A.csv"))
+    assert a == {"read": 20, "accepted": 19, "quarantined": 1, "skipped_blank": 3, "skipped_header": 1,
+                 "parsed_whole": True}
+    assert summary["reconciled"] and summary["rows_read"] == summary["rows_accepted"] + summary["rows_quarantined"]
+    regions = tables.read(spark, cfg.table("bronze_regions"))
+    got = {r["user_id"]: r["X5"] for r in regions.where(F.col("user_id").isin(ids[:4])).collect()}
+    assert got == {ids[0]: "集团,用户", ids[1]: 'say "hi"', ids[2]: "line one\nline two"}
+    q = quarantine(spark, cfg).collect()
+    assert [(r["id"], r["reason"]) for r in q] == [(str(ids[3]), "unbalanced_quote")]
+    assert '"unbalanced' in q[0]["raw_line"] and "***" in q[0]["raw_line"]
+
+
+def test_an_unbalanced_quote_alone_does_not_swallow_the_next_records(spark, make_cfg, raw):
+    header, *body = lines(raw / "result_predict_B.csv")
+    body[5] = with_field(body[5], X5, '"unbalanced')
+    write(raw / "result_predict_B.csv", [header, *body])
+    for mode in ("auto", "never", "always"):
+        cfg = make_cfg(overrides=[f"run.id={mode}", f"dataset.multiline={mode}"])
+        summary = ingest.run(cfg, spark)
+        b = next(v for f, v in summary["files"].items() if f.endswith("result_predict_B.csv"))
+        assert (b["read"], b["accepted"], b["quarantined"]) == (30, 29, 1), mode
+        assert [r["reason"] for r in quarantine(spark, cfg).collect()] == ["unbalanced_quote"]
+
+
+def test_records_split_by_a_line_break_are_quarantined_when_read_line_by_line(spark, make_cfg, raw):
+    header, *body = lines(raw / "result_predict_A.csv")
+    body[2] = with_field(body[2], X5, '"line one\nline two"')
+    write(raw / "result_predict_A.csv", [header, *body])
+    cfg = make_cfg(overrides=["run.id=never", "dataset.multiline=never"])
+    summary = ingest.run(cfg, spark)
+    a = next(v for f, v in summary["files"].items() if f.endswith("result_predict_A.csv"))
+    assert (a["read"], a["accepted"], a["quarantined"]) == (21, 19, 2) and summary["reconciled"]
+    assert {r["reason"] for r in quarantine(spark, cfg).collect()} == {"unbalanced_quote"}
+
+
+def test_non_finite_numbers_become_missing_and_are_counted(spark, make_cfg, raw):
+    header, *body = lines(raw / "result_predict_A.csv")
+    x6 = header.split(",").index("X6")
+    for i, text in enumerate(["inf", "-Infinity", "NaN", "1e999"]):
+        body[i] = with_field(body[i], x6, text)
+    write(raw / "result_predict_A.csv", [header, *body])
+    cfg = make_cfg(overrides=["run.id=nf"])
+    summary = ingest.run(cfg, spark)
+    assert summary["rows_quarantined"] == 0
+    a = next(f for f in summary["value_rules"] if f.endswith("result_predict_A.csv"))
+    assert summary["value_rules"][a] == {"X6": {"non_finite": 4}}
+    ids = [int(r.split(",")[0]) for r in body[:4]]
+    values = [r["X6"] for r in tables.read(spark, cfg.table("bronze_regions")).where(F.col("user_id").isin(ids))
+              .collect()]
+    assert values == [None] * 4
+    log = tables.read(spark, cfg.table("run_log")).where("run_id = 'nf'").first()
+    assert '"non_finite": 4' in log["details"]
+
+
+def test_value_rules_set_missing_or_quarantine_and_are_counted_per_file_and_column(spark, make_cfg, raw):
+    header, *body = lines(raw / "result_predict_B.csv")
+    x2, x3 = header.split(",").index("X2"), header.split(",").index("X3")
+    body[0] = with_field(body[0], x2, "999")       # above max, set missing
+    body[1] = with_field(body[1], x2, "-5")        # below min, set missing
+    body[2] = with_field(body[2], x3, "9")         # not one of the VIP classes: quarantined
+    write(raw / "result_predict_B.csv", [header, *body])
+    ids = [int(r.split(",")[0]) for r in body[:3]]
+    extra = {"dataset": {"columns": [dict(r, **({"min": 10, "max": 100} if r["code"] == "X2" else {}),
+                                          **({"values": [0, 1, 2, 3, 4, 5, 6], "on_invalid": "quarantine"}
+                                             if r["code"] == "X3" else {}))
+                                     for r in make_cfg().get("dataset.columns")]}}
+    cfg = make_cfg(overrides=["run.id=rules"], extra=extra)
+    summary = ingest.run(cfg, spark)
+    b = next(f for f in summary["value_rules"] if f.endswith("result_predict_B.csv"))
+    assert summary["value_rules"][b] == {"X2": {"above_max": 1, "below_min": 1}, "X3": {"not_in_values": 1}}
+    q = quarantine(spark, cfg).collect()
+    assert [(r["id"], r["reason"], r["detail"]) for r in q] == [
+        (str(ids[2]), "unexpected_value", "X3 = 9 not one of ['0', '1', '2', '3', '4', '5', '6']")]
+    ages = {r["user_id"]: r["X2"] for r in tables.read(spark, cfg.table("bronze_regions"))
+            .where(F.col("user_id").isin(ids)).collect()}
+    assert ages == {ids[0]: None, ids[1]: None}
+
+
+def test_the_fiveg_dictionary_has_plausible_ranges_that_the_generated_files_meet(spark, make_cfg, raw):
+    cfg = make_cfg(overrides=["run.id=ranges"])
+    ranged = [s.column for s in cfg.columns if s.min is not None or s.max is not None]
+    assert {"X2", "X4", "X6", "X9", "X12", "X18", "X21"} <= set(ranged)
+    summary = ingest.run(cfg, spark)
+    assert summary["value_rules"] == {} and summary["rows_quarantined"] == 0
+
+
+def test_files_without_an_id_get_stable_row_ids_in_file_order(spark, make_cfg, raw, tmp_path):
+    """With ``dataset.id_column: null`` the rows are numbered per file: ``<file>:<n>`` is row n - 1
+    of pandas.read_csv(file), the same on every run."""
+    import pandas as pd
+
+    from prospects.core.config import load_config
+    from tests.conftest import tmp_settings
+
+    users = pd.read_csv(raw / "train_set.csv").drop(columns=["user_id"])
+    labels = pd.read_csv(raw / "train_label.csv")["label"]
+    users.assign(label=labels).to_csv(raw / "no_id.csv", index=False)
+    with open(raw / "no_id.csv", "a") as f:
+        f.write("\n\n")
+    columns = [r for r in load_config().get("dataset.columns") if r["code"] != "user_id"]
+    columns.append({"code": "label", "type": "int", "role": "label"})
+    settings = tmp_settings(tmp_path)
+    settings["dataset"] = {"id_column": None, "label_file": None, "train_file": "no_id.csv", "region_pattern": None,
+                           "columns": columns}
+    settings["paths"]["raw"] = str(raw)
+    runs = []
+    for run in ("a", "b"):
+        cfg = load_config(extra=settings, overrides=[f"run.id={run}"])
+        summary = ingest.run(cfg, spark)
+        assert summary["users"] == 80 and summary["reconciled"]
+        runs.append({r["row_id"]: r for r in tables.read(spark, cfg.table("bronze_users"))
+                     .where(F.col("run_id") == run).collect()})
+    assert runs[0].keys() == runs[1].keys() == {f"no_id.csv:{n}" for n in range(1, 81)}
+    for n in (1, 40, 80):
+        row, expected = runs[0][f"no_id.csv:{n}"], users.iloc[n - 1]
+        assert (row["X2"], row["X5"], row["label"]) == (expected["X2"], expected["X5"], labels.iloc[n - 1])
