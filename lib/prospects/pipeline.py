@@ -1,8 +1,11 @@
-"""Run the stages in order in one Spark application: generate, ingest, profile, train, score, report.
+"""Run the stages in order in one Spark application: generate, ingest, profile, train, score,
+evaluate, report.
 
 Each stage is a library module's ``run(cfg, spark) -> dict``. Stages are chosen with ``--stages``
 or ``--skip``; ``generate`` runs only when asked (``--generate``), since real deliveries arrive as
-files. The report stage prints where every output is and the region summary.
+files; ``evaluate`` runs when there is something to measure (a labelled delivery or
+``evaluate.outcomes_path``; the evaluate job alone says so when there is not). The report stage
+prints where every output is and the region summary.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ STAGES: dict[str, str] = {
     "profile": "prospects.profile.stage",
     "train": "prospects.ml.train",
     "score": "prospects.scoring.scores",
+    "evaluate": "prospects.scoring.evaluate",
     "report": "prospects.report",
 }
 
@@ -50,9 +54,25 @@ def run(cfg: Config, spark: SparkSession, stages: list[str]) -> dict:
     """Run ``stages`` in order; stop at the first failure (the exception propagates)."""
     results: dict = {}
     for name in stages:
+        if name == "evaluate" and not _has_outcomes(cfg, spark, results):
+            results[name] = {"skipped": "no labelled delivery (no region file with the label, no "
+                                        "evaluate.outcomes_path)"}
+            continue
         started = time.time()
         log.info("stage %s: starting", name)
         results[name] = stage_runner(name)(cfg, spark)
         results[name] = {"seconds": round(time.time() - started, 1), **(results[name] or {})}
         log.info("stage %s: done in %.1f s", name, time.time() - started)
     return results
+
+
+def _has_outcomes(cfg: Config, spark: SparkSession, results: dict) -> bool:
+    """Whether this run has outcomes to measure the scores on."""
+    if cfg.get("evaluate.outcomes_path"):
+        return True
+    if "ingest" in results:
+        return bool(results["ingest"].get("labelled_regions"))
+    from prospects.core import tables
+
+    path = cfg.table("bronze_regions")
+    return tables.is_delta(spark, path) and cfg.columns.label_column in tables.read(spark, path).columns
