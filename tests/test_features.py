@@ -12,6 +12,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from prospects.core.errors import ConfigError
 from prospects.ml import features as fe
 
 NUM = T.StructType([T.StructField("id", T.LongType()), T.StructField("a", T.DoubleType()),
@@ -213,14 +214,13 @@ def test_exclude_and_readable_names(make_cfg):
     assert "X43" not in layout and "X27" not in layout and "arpu" in layout
     assert fe.readable_feature(cfg, "X26") == "broadband_bandwidth"
     assert fe.readable_feature(cfg, "dou") == "dou (3-month mean)"
-    with pytest.raises(ValueError, match="not features of the dictionary"):
-        fe.feature_codes(make_cfg(extra={"features": {"exclude": ["nope"]}}))
+    with pytest.raises(ConfigError, match="features.exclude: 'nope' is not a column of the dictionary"):
+        make_cfg(extra={"features": {"exclude": ["nope"]}})       # at load, before any Spark job
 
 
 def test_monthly_group_of_unknown_code_is_an_error(make_cfg):
-    cfg = make_cfg(extra={"features": {"monthly_groups": {"bad": ["X6", "X99"]}}})
-    with pytest.raises(ValueError, match="monthly_groups.bad"):
-        fe.build_feature_pipeline(cfg)
+    with pytest.raises(ConfigError, match="features.monthly_groups.bad: 'X99' is not a column of the dictionary"):
+        make_cfg(extra={"features": {"monthly_groups": {"bad": ["X6", "X99"]}}})
 
 
 def test_pipeline_without_text_columns_or_filter(spark, make_cfg):

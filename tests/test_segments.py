@@ -7,7 +7,7 @@ import math
 import pytest
 from pyspark.sql import functions as F
 
-from prospects.core.errors import JobError
+from prospects.core.errors import ConfigError, JobError
 from prospects.scoring import segments as seg
 
 ACTIONS = [
@@ -83,10 +83,13 @@ def test_bad_rules_are_named(spark, make_cfg):
                                     "actions": [{"name": "oops", "when": "X99 = 1", "action": "x"}]}})
     with pytest.raises(JobError, match="score.actions 'oops'"):
         seg.validate_rules(cfg, frame)
-    cfg = make_cfg(extra={"score": {"segments": {**dict.fromkeys(ALL_SEGMENTS), "ghost": {"column": "X77"}},
+    with pytest.raises(ConfigError, match="score.segments.ghost.column: 'X77' is not a column"):
+        make_cfg(extra={"score": {"segments": {**dict.fromkeys(ALL_SEGMENTS), "ghost": {"column": "X77"}},
+                                  "actions": []}})        # a column is checked at load, before any Spark job
+    cfg = make_cfg(extra={"score": {"segments": {**dict.fromkeys(ALL_SEGMENTS), "ghost": {"expr": "X77 + 1"}},
                                     "actions": []}})
     with pytest.raises(JobError, match="score.segments.ghost"):
-        seg.validate_rules(cfg, frame)
+        seg.validate_rules(cfg, frame)                    # an expression, when the rules are validated
 
 
 def test_segment_profiles_hand_computed(spark, rules):

@@ -78,7 +78,6 @@ class ColumnSpec:
     """
 
     code: str
-    column: str
     name: str
     group: str
     type: str
@@ -90,6 +89,11 @@ class ColumnSpec:
     max: float | None = None
     values: tuple[str, ...] | None = None
     on_invalid: str = "missing"
+    column: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.column:
+            object.__setattr__(self, "column", self.code)
 
     @property
     def spark_type(self) -> T.DataType:
