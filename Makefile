@@ -4,16 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-JARS := .cache/jars/resolved.txt
+JARS := .cache/jars/.fetched
 SIZES ?= 200000,1000000
 # test processes (pytest-xdist); each test module stays in one process, which keeps its fixtures
 TEST_WORKERS ?= 2
 ARGS ?=
 
-.PHONY: setup demo test lint bench churn credit clean help
+.PHONY: setup demo test test-cluster lint bench churn credit clean help
 help:
 	@echo "make demo   - set up if needed, generate a user base, run every stage on local Spark + Delta"
-	@echo "make test   - set up if needed, run the test suite"
+	@echo "make test   - set up if needed, run the test suite (without the cluster and storage tests)"
+	@echo "make test-cluster - the tests on real clusters and stores: Spark standalone, HDFS, YARN, S3"
 	@echo "make setup  - virtual environment, pinned packages, Delta jars (once; offline afterwards)"
 	@echo "make bench SIZES=200000,1000000 - benchmark against the pandas/scikit-learn reference"
 	@echo "make churn  - churn use case on the IBM Telco sample: ingest, profile, train, insights, A/B test"
@@ -28,8 +29,12 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)
 
-$(JARS): $(STAMP) conf/base.yml
+# JVM packages, fetched once (about 1 GB, most of it the AWS SDK bundle), offline afterwards:
+# Delta and S3A for the product, the Hadoop minicluster for the tests' HDFS and YARN
+$(JARS): $(STAMP) conf/base.yml tests/hadoop.py
 	$(PY) -m prospects.core.jars fetch
+	$(PY) -m tests.hadoop fetch
+	touch $(JARS)
 
 setup: $(STAMP) $(JARS)
 
@@ -37,7 +42,11 @@ demo: setup
 	$(PY) -m jobs.pipeline --generate $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not cluster" tests $(ARGS)
+
+# Real clusters and stores started by the tests on 127.0.0.1 (tests/cluster.py, tests/hadoop.py, tests/s3.py)
+test-cluster: setup
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m cluster tests $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check lib jobs tests

@@ -14,6 +14,12 @@ sys.path.insert(0, str(ROOT / "lib"))
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the key pair of the tests' S3 server (tests/s3.py): set before any JVM starts, so the S3A
+# connector finds it in the environment as a job would find its own
+from tests.s3 import CREDENTIALS  # noqa: E402
+
+for _key, _value in CREDENTIALS.items():
+    os.environ.setdefault(_key, _value)
 
 from prospects.core.config import load_config  # noqa: E402
 
@@ -49,7 +55,7 @@ def tmp_settings(root: Path) -> dict:
 def spark():
     from prospects.core.session import build_session
 
-    cfg = load_config(extra={"spark": TEST_SPARK})
+    cfg = load_config(extra={"spark": {**TEST_SPARK, "s3a_jars": "always"}})   # the S3 tests share the session
     session = build_session(cfg, app_name="prospects-tests")
     yield session
     session.stop()
@@ -66,3 +72,8 @@ def make_cfg(tmp_path):
         return load_config(use_case=use_case, overrides=list(overrides), extra=settings)
 
     return _make
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cluster: runs against a real cluster or store started by the test "
+                                       "(Spark standalone, HDFS, YARN, S3): `make test-cluster`")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from prospects import submit
+from prospects.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBMIT = str(ROOT / "spark-submit.sh")
@@ -40,10 +41,11 @@ def _summary(stdout: str) -> dict:
 # The command line
 # ---------------------------------------------------------------------------------------------
 def test_command_for_standalone_master_ships_library_conf_and_delta_jars():
-    cmd, env, dry = submit.build_command(ROOT, [
+    sub = submit.build_command(ROOT, [
         "--master", "spark://10.0.0.5:7077", "--total-executor-cores", "8", "--conf", "spark.executor.memory=4g",
-        "score", "--run-date", "2026-11-01", "--set", "score.mode=parallel"])
-    assert not dry
+        "score", "--run-date", "2026-11-01", "--set", "score.campaign_budget=100"])
+    cmd, env = sub.cmd, sub.env
+    assert not sub.dry_run and sub.summary_path is None       # client mode: the driver prints its summary
     assert Path(cmd[0]).name == "spark-submit"
     assert _opt(cmd, "--master") == "spark://10.0.0.5:7077"
     assert _opt(cmd, "--deploy-mode") == "client"
@@ -60,23 +62,47 @@ def test_command_for_standalone_master_ships_library_conf_and_delta_jars():
     assert "prospects/cli.py" in names and "prospects/scoring/scores.py" in names and "jobs/score.py" in names
     # the application is the launcher, followed by the job and its arguments, unchanged
     launcher = cmd.index(str(package.parent / submit.LAUNCHER))
-    assert cmd[launcher + 1:] == ["score", "--run-date", "2026-11-01", "--set", "score.mode=parallel"]
+    assert cmd[launcher + 1:] == ["score", "--run-date", "2026-11-01", "--set", "score.campaign_budget=100"]
     assert env["PYSPARK_PYTHON"]
 
 
 def test_default_master_is_local_with_driver_memory_and_yarn_kubernetes_by_options():
-    cmd, _, _ = submit.build_command(ROOT, ["ingest"])
+    cmd = submit.build_command(ROOT, ["ingest"]).cmd
     assert _opt(cmd, "--master") == "local[*]"
     assert _opt(cmd, "--driver-memory")
-    cmd, _, _ = submit.build_command(ROOT, ["--master", "yarn", "--deploy-mode", "cluster", "--queue", "etl",
-                                            "--num-executors", "10", "train"])
+    sub = submit.build_command(ROOT, ["--master", "yarn", "--deploy-mode", "cluster", "--queue", "etl",
+                                      "--num-executors", "10", "train", "--set", "paths.lakehouse=hdfs://nn:8020/lh"])
+    cmd = sub.cmd
     assert (_opt(cmd, "--master"), _opt(cmd, "--deploy-mode"), _opt(cmd, "--queue")) == ("yarn", "cluster", "etl")
     assert _opt(cmd, "--num-executors") == "10"
-    cmd, _, _ = submit.build_command(ROOT, ["--master", "k8s://https://k8s.example:443", "--deploy-mode", "cluster",
-                                            "--conf", "spark.kubernetes.container.image=repo/prospects:1",
-                                            "score"])
+    assert "spark.yarn.maxAppAttempts=1" in cmd          # a failed run is re-run by its scheduler, not by YARN
+    # cluster mode: the driver writes its run summary beside the lakehouse, the submitter reads it back
+    assert re.fullmatch(r"hdfs://nn:8020/lh/_runs/train-[0-9a-f]{32}\.json", sub.summary_path)
+    assert cmd[-2:] == ["--summary-file", sub.summary_path]
+    cmd = submit.build_command(ROOT, ["--master", "k8s://https://k8s.example:443", "--deploy-mode", "cluster",
+                                      "--conf", "spark.kubernetes.container.image=repo/prospects:1", "score"]).cmd
     assert _opt(cmd, "--master") == "k8s://https://k8s.example:443"
     assert "spark.kubernetes.container.image=repo/prospects:1" in cmd
+
+
+def test_s3a_paths_bring_the_s3a_jars_and_a_use_case_file_is_shipped(tmp_path):
+    case = tmp_path / "my_case.yml"
+    case.write_text((ROOT / "conf" / "telco_churn.yml").read_text())
+    sub = submit.build_command(ROOT, ["--deploy-mode", "cluster", "ingest", "--use-case", str(case),
+                                      "--set", "paths.lakehouse=s3a://bucket/lh", "--set", "paths.raw=s3a://bucket/raw",
+                                      ])
+    jars = [Path(j).name for j in _opt(sub.cmd, "--jars").split(",")]
+    assert any(j.startswith("org.apache.hadoop_hadoop-aws-3.5.0") for j in jars)
+    assert any(j.startswith("software.amazon.awssdk_bundle") for j in jars)
+    assert str(case) in _opt(sub.cmd, "--files").split(",")
+    assert sub.cmd[sub.cmd.index("--use-case") + 1] == "my_case.yml"     # as shipped beside the driver
+    local = submit.build_command(ROOT, ["ingest"]).cmd
+    assert not any("hadoop-aws" in j for j in _opt(local, "--jars").split(","))
+
+
+def test_configuration_errors_stop_at_the_submitter():
+    with pytest.raises(ConfigError, match="--set nope.key=1: unknown key 'nope'"):
+        submit.build_command(ROOT, ["--master", "yarn", "--deploy-mode", "cluster", "ingest", "--set", "nope.key=1"])
 
 
 def test_unknown_job_is_refused_with_the_known_jobs():

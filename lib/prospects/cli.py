@@ -68,12 +68,36 @@ def setup_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _emit(summary: dict, summary_file: str | None) -> None:
+def _emit(summary: dict, summary_file: str | None, spark: Any = None) -> None:
+    """Print the ``RUN_SUMMARY`` line and write it to ``summary_file``: a local path, or any
+    Hadoop path (``hdfs://``, ``s3a://``) once the job has a session (how a job in a cluster's
+    driver tells its submitter how it ended, see prospects.submit)."""
     line = json.dumps(summary, default=str, sort_keys=True)
     print(f"RUN_SUMMARY {line}", flush=True)
-    if summary_file:
+    if not summary_file:
+        return
+    if spark is not None:
+        from prospects.core import storage
+
+        storage.write_text(spark, summary_file, line + "\n")
+    else:
         Path(summary_file).parent.mkdir(parents=True, exist_ok=True)
         Path(summary_file).write_text(line + "\n")
+
+
+def failed_summary(job: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The run summary of a job that has not succeeded (yet)."""
+    return {"job": job, "status": "failed", "run_id": args.run_id or args.run_date,
+            "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def configuration_failure(job: str, args: argparse.Namespace, exc: Exception, started: float) -> int:
+    """Report a configuration error (one line, a failed summary) and return exit code 2."""
+    print(f"{job} failed: configuration: {exc}", file=sys.stderr)
+    summary = failed_summary(job, args)
+    summary.update(error=str(exc), seconds=round(time.time() - started, 3), exit_code=EXIT_USAGE)
+    _emit(summary, args.summary_file if "://" not in (args.summary_file or "") else None)
+    return EXIT_USAGE
 
 
 def main_for(
@@ -91,18 +115,14 @@ def main_for(
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     started = time.time()
-    summary: dict[str, Any] = {"job": job, "status": "failed", "run_id": args.run_id or args.run_date,
-                               "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    summary = failed_summary(job, args)
     try:
         cfg = config_from_args(args)
         summary.update(run_id=cfg.run_id, use_case=cfg.use_case, env=cfg.env)
     except (ConfigError, DictionaryError) as exc:
-        print(f"{job} failed: configuration: {exc}", file=sys.stderr)
-        summary.update(error=str(exc), seconds=round(time.time() - started, 3))
-        _emit(summary, args.summary_file)
-        return EXIT_USAGE
+        return configuration_failure(job, args, exc, started)
+    spark = None
     try:
-        spark = None
         if needs_spark:
             from prospects.core.session import build_session
             spark = build_session(cfg, app_name=f"{cfg.get('spark.app_name')}-{job}")
@@ -119,6 +139,6 @@ def main_for(
         print(f"{job} failed: {type(exc).__name__}: {reason}", file=sys.stderr)
         summary.update(error=f"{type(exc).__name__}: {reason}")
         code = EXIT_FAILED
-    summary["seconds"] = round(time.time() - started, 3)
-    _emit(summary, args.summary_file)
+    summary.update(seconds=round(time.time() - started, 3), exit_code=code)
+    _emit(summary, args.summary_file, spark)
     return code

@@ -1,24 +1,50 @@
-"""spark-submit.sh's logic: package the library and conf, add the Delta jars, submit a job.
+"""spark-submit.sh's logic: package the library and conf, add the cached jars, submit a job.
 
 Kept in Python so it is tested; ``spark-submit.sh`` only finds a Python and calls this module.
+
+The job's configuration is loaded here first, with the job's own options (``--use-case``, ``--env``,
+``--set``, ``--run-id``...): a configuration error stops at the submitter, exit code 2, before
+anything reaches the cluster, and the jars follow the paths (S3A's when one is ``s3a://``).
+
+Exit code and run summary reach the submitter in every deploy mode:
+
+* client mode: the driver is this machine's process; its ``RUN_SUMMARY`` line and its exit code
+  come straight through;
+* cluster mode (YARN, Kubernetes, standalone): the driver runs in the cluster. The job writes its
+  summary to ``<paths.lakehouse>/_runs/<job>-<uuid>.json`` (``--summary-file``); when the
+  application ends, the submitter reads it back through Hadoop's FileSystem shell (the same
+  client, configuration and credentials), prints the ``RUN_SUMMARY`` line and the one-line reason,
+  and exits with the job's code. Without a summary (the driver was lost), the exit code is the
+  one YARN reports for the application (``User application exited with status N``), else 1.
+
+On YARN an application gets one attempt (``spark.yarn.maxAppAttempts=1`` unless given): a failed
+run is re-run by its scheduler, with its run id, not restarted half-way by YARN.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
+import uuid
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from prospects.core.config import load_config
-from prospects.core.jars import cached_jars
+from prospects.cli import EXIT_FAILED, base_parser, config_from_args, configuration_failure
+from prospects.core.config import join_path
+from prospects.core.errors import ConfigError, DictionaryError
+from prospects.core.jars import session_jars
 
 PASS_THROUGH = ("--deploy-mode", "--driver-memory", "--executor-memory", "--executor-cores",
                 "--num-executors", "--total-executor-cores", "--queue", "--name",
                 "--properties-file")
+EXIT_STATUS = re.compile(r"User application exited with status (\d+)")
 
 
 LAUNCHER = "prospects_run.py"
@@ -36,6 +62,27 @@ if len(sys.argv) < 2:
 job = sys.argv.pop(1)
 runpy.run_module(f"jobs.{job}", run_name="__main__", alter_sys=True)
 '''
+
+
+@dataclass
+class Submission:
+    """A spark-submit command and what the submitter does around it.
+
+    Attributes:
+        cmd: the spark-submit command line.
+        env: its environment.
+        job: the job's name.
+        dry_run: print ``cmd`` instead of running it.
+        summary_path: in cluster mode, where the job writes its run summary (read back after).
+        hadoop_conf: ``spark.hadoop.*`` settings of the command, for reading that file back.
+    """
+
+    cmd: list[str]
+    env: dict
+    job: str
+    dry_run: bool = False
+    summary_path: str | None = None
+    hadoop_conf: dict[str, str] = field(default_factory=dict)
 
 
 def build_zip(root: Path, out: Path) -> Path:
@@ -57,6 +104,15 @@ def build_zip(root: Path, out: Path) -> Path:
     return out
 
 
+def spark_home() -> Path:
+    """$SPARK_HOME, else the pyspark package beside this Python (pip's Spark distribution)."""
+    if os.environ.get("SPARK_HOME"):
+        return Path(os.environ["SPARK_HOME"])
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
 def find_spark_submit() -> str:
     """spark-submit of $SPARK_HOME, else the one pip's pyspark installed beside this Python."""
     if os.environ.get("SPARK_HOME"):
@@ -70,17 +126,7 @@ def find_spark_submit() -> str:
     return found
 
 
-def _job_option(job_args: list[str], name: str, default: str) -> str:
-    for i, arg in enumerate(job_args):
-        if arg == name and i + 1 < len(job_args):
-            return job_args[i + 1]
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
-    return default
-
-
-def build_command(root: Path, argv: list[str]) -> tuple[list[str], dict, bool]:
-    """The spark-submit command line, its environment and the dry-run flag for ``argv``."""
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spark-submit.sh", description=__doc__.splitlines()[0])
     p.add_argument("--master", default=None)
     p.add_argument("--conf", action="append", default=[], dest="spark_conf", metavar="K=V")
@@ -89,58 +135,144 @@ def build_command(root: Path, argv: list[str]) -> tuple[list[str], dict, bool]:
         p.add_argument(opt, default=None)
     p.add_argument("job", help="a job under jobs/ (generate, ingest, profile, train, score, pipeline, ...)")
     p.add_argument("job_args", nargs=argparse.REMAINDER)
-    args = p.parse_args(argv)
+    return p
+
+
+def job_config(root: Path, job_args: list[str]):
+    """The job's configuration, loaded as the job will (its options; conf/ of ``root``).
+
+    Raises:
+        ConfigError, DictionaryError: as the job would, before anything is submitted.
+    """
+    args, _ = base_parser("").parse_known_args(job_args)
+    args.conf_dir = args.conf_dir or str(root / "conf")
+    return config_from_args(args), args
+
+
+def _cluster_job_args(job_args: list[str], options, files: list[str], summary_path: str) -> list[str]:
+    """The job's options for a driver in the cluster: a use case given as a file is shipped with
+    ``--files`` and named by its file name; the run summary goes to ``summary_path``."""
+    out = list(job_args)
+    use_case = options.use_case
+    if use_case.endswith((".yml", ".yaml")):
+        files.append(str(Path(use_case).absolute()))
+        out = [Path(use_case).name if a == use_case else a for a in out]
+    if options.summary_file is None:
+        out += ["--summary-file", summary_path]
+    return out
+
+
+def build_command(root: Path, argv: list[str]) -> Submission:
+    """The spark-submit command line and what surrounds it for ``argv``.
+
+    Raises:
+        ConfigError, DictionaryError: the job's configuration is invalid.
+        SystemExit: unknown job, jars not fetched.
+    """
+    args = _parser().parse_args(argv)
     job_file = root / "jobs" / f"{args.job}.py"
     if not job_file.is_file():
         known = sorted(f.stem for f in (root / "jobs").glob("*.py") if not f.stem.startswith("_"))
         raise SystemExit(f"spark-submit.sh: unknown job '{args.job}' (jobs: {', '.join(known)})")
-    env_name = _job_option(args.job_args, "--env", "local")
-    cfg = load_config(use_case=_job_option(args.job_args, "--use-case", "fiveg"), env=env_name,
-                      conf_dir=root / "conf")
-    jars = cached_jars(root / cfg.get("spark.jars_dir"), cfg.get("spark.delta_package"))
+    cfg, options = job_config(root, args.job_args)
+    jars = session_jars(cfg, root)
     if not jars:
-        raise SystemExit(f"Delta jars not cached for {cfg.get('spark.delta_package')}: run `make setup`")
+        raise SystemExit(f"JVM packages not cached in {cfg.get('spark.jars_dir')} (Delta, and S3A for s3a:// "
+                         "paths): run `make setup`")
     master = args.master or cfg.get("submit.master")
     deploy_mode = args.deploy_mode or cfg.get("submit.deploy_mode")
     package = build_zip(root, root / "dist" / "prospects.zip")
+    files = [str(f) for f in sorted((root / "conf").glob("*.yml"))]
+    job_args, summary_path = list(args.job_args), None
+    if deploy_mode == "cluster":
+        summary_path = options.summary_file or join_path(cfg.path("lakehouse"), "_runs",
+                                                         f"{args.job}-{uuid.uuid4().hex}.json")
+        job_args = _cluster_job_args(job_args, options, files, summary_path)
+    confs = {**{k: str(v) for k, v in (cfg.get("submit.conf") or {}).items()},
+             **dict(kv.split("=", 1) for kv in args.spark_conf)}
+    if master == "yarn":
+        confs.setdefault("spark.yarn.maxAppAttempts", "1")
     cmd = [find_spark_submit(), "--master", master, "--deploy-mode", deploy_mode,
-           "--name", args.name or f"prospects-{args.job}",
-           "--jars", ",".join(jars), "--py-files", str(package),
-           "--files", ",".join(str(f) for f in sorted((root / "conf").glob("*.yml")))]
+           "--name", args.name or f"prospects-{args.job}", "--jars", ",".join(jars), "--py-files", str(package),
+           "--files", ",".join(files)]
     if master.startswith("local") and not args.driver_memory:
         cmd += ["--driver-memory", cfg.get("spark.driver_memory")]
     for opt in PASS_THROUGH:
         value = getattr(args, opt.lstrip("-").replace("-", "_"))
         if value and opt not in ("--deploy-mode", "--name"):
             cmd += [opt, value]
-    for key, value in (cfg.get("submit.conf") or {}).items():
+    for key, value in confs.items():
         cmd += ["--conf", f"{key}={value}"]
-    for kv in args.spark_conf:
-        cmd += ["--conf", kv]
-    cmd += [str(package.parent / LAUNCHER), args.job, *args.job_args]
+    cmd += [str(package.parent / LAUNCHER), args.job, *job_args]
     env = dict(os.environ)
     env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env.setdefault("SPARK_HOME", str(spark_home()))
     if deploy_mode == "client":
         env.setdefault("PROSPECTS_CONF_DIR", str(root / "conf"))
-    return cmd, env, args.dry_run
+    hadoop = {k[len("spark.hadoop."):]: v for k, v in confs.items() if k.startswith("spark.hadoop.")}
+    return Submission(cmd, env, args.job, args.dry_run, summary_path, hadoop)
 
 
-def relay(cmd: list[str], env: dict, job: str) -> int:
-    """Run spark-submit and return its exit code (the job's: 0 ok, 1 failed, 2 configuration).
+def relay(sub: Submission) -> tuple[int, list[str]]:
+    """Run spark-submit; return its exit code and the lines it printed.
 
     spark-submit merges the Python driver's stderr into its stdout (PythonRunner), so the job's
     one-line failure reason (``<job> failed: ...``) is put back on stderr here; everything else
     (logs, the ``RUN_SUMMARY`` line) stays on stdout.
     """
-    marker = f"{job} failed: "
-    with subprocess.Popen(cmd, env=env, cwd=os.getcwd(), stdout=subprocess.PIPE, text=True,
+    marker = f"{sub.job} failed: "
+    lines: list[str] = []
+    with subprocess.Popen(sub.cmd, env=sub.env, cwd=os.getcwd(), stdout=subprocess.PIPE, text=True,
                           errors="replace") as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
+            lines.append(line)
             out = sys.stderr if line.startswith(marker) else sys.stdout
             out.write(line)
             out.flush()
-        return proc.wait()
+        return proc.wait(), lines
+
+
+def hadoop_shell(sub: Submission, *args: str) -> subprocess.CompletedProcess:
+    """Hadoop's FileSystem shell (``FsShell``) on Spark's classpath, with the submission's
+    ``spark.hadoop.*`` settings and jars: the cluster's store as the driver sees it."""
+    jars = next((sub.cmd[i + 1] for i, a in enumerate(sub.cmd[:-1]) if a == "--jars"), "")
+    env = {**sub.env, "SPARK_DIST_CLASSPATH": jars.replace(",", os.pathsep)}
+    defs = [x for k, v in sub.hadoop_conf.items() for x in ("-D", f"{k}={v}")]
+    cmd = [str(spark_home() / "bin" / "spark-class"), "org.apache.hadoop.fs.FsShell", *defs, *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def fetch_summary(sub: Submission) -> dict | None:
+    """The run summary the job wrote in the cluster (removed once read), None when there is none."""
+    if "://" not in sub.summary_path:
+        path = Path(sub.summary_path)
+        text = path.read_text() if path.is_file() else None
+        path.unlink(missing_ok=True)
+    else:
+        done = hadoop_shell(sub, "-cat", sub.summary_path)
+        text = done.stdout if done.returncode == 0 else None
+        if text:
+            hadoop_shell(sub, "-rm", "-f", sub.summary_path)
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+
+
+def report_cluster_run(sub: Submission, code: int, lines: list[str]) -> int:
+    """Print the job's ``RUN_SUMMARY`` and reason as in client mode; return the job's exit code."""
+    summary = fetch_summary(sub)
+    if summary is None:
+        status = next((int(m.group(1)) for ln in reversed(lines) for m in [EXIT_STATUS.search(ln)] if m), None)
+        print(f"{sub.job} failed: no run summary from the driver at {sub.summary_path} (spark-submit exit "
+              f"{code}{f', application exit status {status}' if status is not None else ''})", file=sys.stderr)
+        return status if status else (code or EXIT_FAILED)
+    print("RUN_SUMMARY " + json.dumps(summary, default=str, sort_keys=True), flush=True)
+    job_code = int(summary.get("exit_code", 0 if summary.get("status") == "ok" else EXIT_FAILED))
+    if job_code:
+        print(f"{sub.job} failed: {summary.get('error', 'see the run summary')}", file=sys.stderr)
+    return job_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,11 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     root = Path.cwd()
     if argv[:1] == ["--root"]:
         root, argv = Path(argv[1]), argv[2:]
-    cmd, env, dry_run = build_command(root.resolve(), argv)
-    if dry_run:
-        print(" ".join(cmd))
+    started = time.time()
+    try:
+        sub = build_command(root.resolve(), argv)
+    except (ConfigError, DictionaryError) as exc:
+        args = _parser().parse_args(argv)
+        return configuration_failure(args.job, base_parser("").parse_known_args(args.job_args)[0], exc, started)
+    if sub.dry_run:
+        print(" ".join(sub.cmd))
         return 0
-    return relay(cmd, env, cmd[cmd.index(str(root.resolve() / "dist" / LAUNCHER)) + 1])
+    code, lines = relay(sub)
+    return report_cluster_run(sub, code, lines) if sub.summary_path else code
 
 
 if __name__ == "__main__":

@@ -1,52 +1,100 @@
-"""Delta Lake's JVM jars: fetched once from Maven Central into a local cache, then used offline.
+"""JVM packages: fetched once from Maven Central into a local cache, then used offline.
 
-``python -m prospects.core.jars fetch`` resolves the Delta package (and its dependencies) with Spark's
-own Ivy mechanism into ``<jars_dir>/ivy``; Ivy leaves the jar files in ``<jars_dir>/ivy/jars``.
-Sessions and spark-submit.sh then pass those files with ``spark.jars`` / ``--jars``: no network
-and no Ivy resolution at run time.
+Each set of packages is resolved with Spark's own Ivy mechanism into ``<jars_dir>/<set>/ivy``
+(Ivy leaves the jar files in ``ivy/jars``); sessions and spark-submit.sh then pass those files
+with ``spark.jars`` / ``--jars``: no network and no Ivy resolution at run time.
+
+Sets of the product (conf ``spark.*``):
+
+* ``delta``: Delta Lake (``spark.delta_package``), on every session;
+* ``s3a``: Hadoop's S3A connector and the AWS SDK bundle it needs (``spark.s3a_packages``), on
+  sessions whose paths are ``s3a://``. Its Hadoop version must be PySpark's own (3.5.0 for
+  PySpark 4.2): another one fails when its classes load.
+
+``python -m prospects.core.jars fetch`` (``make setup``) fetches both; the tests fetch their Hadoop
+minicluster the same way (``tests/hadoop.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 MARKER = "resolved.txt"
 
 
-def cached_jars(jars_dir: str | Path, package: str) -> list[str]:
-    """Jar files cached for ``package``; empty when it has not been fetched."""
-    jars_dir = Path(jars_dir)
-    marker = jars_dir / MARKER
-    if not marker.is_file() or marker.read_text().strip() != package:
+def set_dir(jars_dir: str | Path, name: str) -> Path:
+    return Path(jars_dir) / name
+
+
+def cached_jars(jars_dir: str | Path, name: str, packages: str) -> list[str]:
+    """Jar files cached for set ``name`` of ``packages``; empty when it has not been fetched."""
+    folder = set_dir(jars_dir, name)
+    marker = folder / MARKER
+    if not marker.is_file() or marker.read_text().strip() != packages:
         return []
-    return sorted(str(p.absolute()) for p in (jars_dir / "ivy" / "jars").glob("*.jar"))
+    return sorted(str(p.absolute()) for p in (folder / "ivy" / "jars").glob("*.jar"))
 
 
-def fetch(jars_dir: str | Path, package: str) -> list[str]:
-    """Resolve ``package`` with Ivy (through a throw-away local session) into ``jars_dir``.
-
-    Idempotent: returns at once when the cache already holds this package.
-    """
-    have = cached_jars(jars_dir, package)
+def fetch(jars_dir: str | Path, name: str, packages: str) -> list[str]:
+    """Resolve ``packages`` (comma-separated Maven coordinates) with Ivy, through a throw-away local
+    session, into set ``name`` of ``jars_dir``. Idempotent: returns at once when cached."""
+    have = cached_jars(jars_dir, name, packages)
     if have:
         return have
     from pyspark.sql import SparkSession
 
-    jars_dir = Path(jars_dir).absolute()
-    ivy = jars_dir / "ivy"
+    folder = set_dir(jars_dir, name).absolute()
+    ivy = folder / "ivy"
     ivy.mkdir(parents=True, exist_ok=True)
-    spark = (SparkSession.builder.master("local[1]").appName("fetch-jars")
-             .config("spark.jars.packages", package)
-             .config("spark.jars.ivy", str(ivy))
-             .config("spark.ui.enabled", "false")
-             .getOrCreate())
-    spark.stop()
+    for attempt in (1, 2):      # one more try after a dropped download
+        try:
+            spark = (SparkSession.builder.master("local[1]").appName(f"fetch-jars-{name}")
+                     .config("spark.jars.packages", packages)
+                     .config("spark.jars.ivy", str(ivy))
+                     .config("spark.ui.enabled", "false")
+                     .getOrCreate())
+            spark.stop()
+            break
+        except Exception:  # noqa: BLE001 - the second failure is raised
+            if attempt == 2:
+                raise
     if not any((ivy / "jars").glob("*.jar")):
-        raise RuntimeError(f"Ivy resolved no jar for {package} into {ivy}")
-    (jars_dir / MARKER).write_text(package + "\n")
-    return cached_jars(jars_dir, package)
+        raise RuntimeError(f"Ivy resolved no jar for {packages} into {ivy}")
+    shutil.rmtree(ivy / "cache", ignore_errors=True)   # the jars are in ivy/jars; the download cache doubles them
+    (folder / MARKER).write_text(packages + "\n")
+    return cached_jars(jars_dir, name, packages)
+
+
+def product_sets(cfg) -> dict[str, str]:
+    """The product's sets: name -> packages."""
+    return {"delta": cfg.get("spark.delta_package"), "s3a": cfg.get("spark.s3a_packages")}
+
+
+def uses_s3a(cfg) -> bool:
+    """Whether sessions of ``cfg`` carry the S3A connector: ``spark.s3a_jars`` always, or auto and
+    a path of the configuration is ``s3a://``."""
+    mode = cfg.get("spark.s3a_jars")
+    if mode in ("always", "never"):
+        return mode == "always"
+    return any(str(v or "").startswith("s3a://") for v in (cfg.get("paths") or {}).values())
+
+
+def session_jars(cfg, root: str | Path = ".") -> list[str] | None:
+    """The cached jars a session of ``cfg`` needs (Delta, and S3A when a path is ``s3a://``),
+    relative paths taken from ``root``; None when a needed set has not been fetched."""
+    jars_dir = Path(root) / cfg.get("spark.jars_dir")
+    sets = product_sets(cfg)
+    wanted = ["delta"] + (["s3a"] if uses_s3a(cfg) else [])
+    out: list[str] = []
+    for name in wanted:
+        found = cached_jars(jars_dir, name, sets[name])
+        if not found:
+            return None
+        out += found
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,12 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     from prospects.core.config import load_config
 
     cfg = load_config(conf_dir=args.conf_dir)
-    package, jars_dir = cfg.get("spark.delta_package"), cfg.get("spark.jars_dir")
-    jars = fetch(jars_dir, package) if args.command == "fetch" else cached_jars(jars_dir, package)
-    if not jars:
-        print(f"no jars cached for {package} in {jars_dir}: run `make setup`", file=sys.stderr)
-        return 1
-    print(",".join(jars) if args.command == "list" else f"{len(jars)} jars for {package} in {jars_dir}")
+    jars_dir = cfg.get("spark.jars_dir")
+    for name, packages in product_sets(cfg).items():
+        jars = fetch(jars_dir, name, packages) if args.command == "fetch" else cached_jars(jars_dir, name, packages)
+        if not jars:
+            print(f"no jars cached for {packages} in {jars_dir}/{name}: run `make setup`", file=sys.stderr)
+            return 1
+        print(",".join(jars) if args.command == "list" else f"{len(jars)} jars for {packages} in {jars_dir}/{name}")
     return 0
 
 

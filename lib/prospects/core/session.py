@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 
 from prospects.core.config import Config
 from prospects.core.errors import ConfigError
-from prospects.core.jars import cached_jars
+from prospects.core.jars import session_jars, uses_s3a
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,13 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
     """
     builder = SparkSession.builder.appName(app_name or cfg.get("spark.app_name"))
     if not launched_by_spark_submit():
-        jars = cached_jars(cfg.get("spark.jars_dir"), cfg.get("spark.delta_package"))
+        jars = session_jars(cfg, cfg.conf_dir.parent)
         if not jars:
             raise ConfigError(
-                f"Delta jars for {cfg.get('spark.delta_package')} are not cached in "
-                f"{cfg.get('spark.jars_dir')}: run `make setup` (or `python -m prospects.core.jars fetch`)")
+                f"the JVM packages of this session ({cfg.get('spark.delta_package')}"
+                + (f", {cfg.get('spark.s3a_packages')}" if uses_s3a(cfg) else "")
+                + f") are not cached in {cfg.get('spark.jars_dir')}: run `make setup` "
+                "(or `python -m prospects.core.jars fetch`)")
         # Python workers (pandas and XGBoost UDFs) run this interpreter, not whatever `python3` is first
         # on PATH (a venv's python started without activating the venv would otherwise lose pandas)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
