@@ -4,14 +4,12 @@ and the region summary, written as Markdown next to the figures and printed on t
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from prospects.core import tables
+from prospects.core import storage, tables
 from prospects.core.config import Config, join_path
 
 log = logging.getLogger(__name__)
@@ -39,12 +37,9 @@ def region_summary(spark: SparkSession, cfg: Config) -> list[dict]:
     return [r.asDict() for r in df.collect()]
 
 
-def figures(cfg: Config) -> list[str]:
-    """PNG figures and Markdown reports of this run (local lakehouse only)."""
-    root = join_path(cfg.path("reports"), cfg.run_id)
-    if "://" in root or not os.path.isdir(root):
-        return []
-    return sorted(str(p) for p in Path(root).rglob("*") if p.suffix in (".png", ".md", ".html"))
+def figures(spark: SparkSession, cfg: Config) -> list[str]:
+    """PNG figures and Markdown reports of this run, on whatever store ``paths.reports`` is."""
+    return storage.walk(spark, join_path(cfg.path("reports"), cfg.run_id), (".png", ".md", ".html"))
 
 
 def render(cfg: Config, index: list[dict], summary: list[dict], files: list[str]) -> str:
@@ -69,12 +64,10 @@ def render(cfg: Config, index: list[dict], summary: list[dict], files: list[str]
 
 def run(cfg: Config, spark: SparkSession) -> dict:
     """Write ``reports/<run_id>/index.md`` and print it."""
-    index, summary, files = table_index(spark, cfg), region_summary(spark, cfg), figures(cfg)
+    index, summary = table_index(spark, cfg), region_summary(spark, cfg)
+    files = [f for f in figures(spark, cfg) if not f.endswith("/index.md")]
     text = render(cfg, index, summary, files)
-    target = join_path(cfg.path("reports"), cfg.run_id, "index.md")
-    if "://" not in target:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(text, encoding="utf-8")
+    target = storage.write_text(spark, join_path(cfg.path("reports"), cfg.run_id, "index.md"), text)
     sys.stdout.write("\n" + text + "\n")  # the console report is this stage's purpose
     sys.stdout.flush()
     return {"index": target, "tables": len(index), "figures": len(files), "regions": len(summary)}

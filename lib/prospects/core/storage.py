@@ -42,6 +42,14 @@ def list_names(spark: SparkSession, folder: str) -> list[tuple[str, str]]:
     return sorted((s.getPath().getName(), s.getPath().toString()) for s in fs.listStatus(p))
 
 
+def size_and_time(spark: SparkSession, path: str) -> tuple[int, int] | None:
+    """(bytes, modification time in ms) of a file or folder (bytes of all its files), None when absent."""
+    fs, p = hadoop_path(spark, path)
+    if not fs.exists(p):
+        return None
+    return int(fs.getContentSummary(p).getLength()), int(fs.getFileStatus(p).getModificationTime())
+
+
 def data_files(spark: SparkSession, path: str) -> list[str]:
     """Data files at ``path``: the file itself, or the part files of a folder (no ``_``/``.`` files).
 
@@ -98,12 +106,45 @@ def write_bytes(spark: SparkSession, path: str, data: bytes) -> str:
         out.write(bytearray(data))
     finally:
         out.close()
-    if fs.exists(p):
-        fs.delete(p, False)
-    if not fs.rename(tmp, p):
-        fs.delete(tmp, False)
-        raise OSError(f"could not write {path} (rename of {tmp.toString()} refused)")
-    return path
+    return move(spark, tmp.toString(), path)
+
+
+def move(spark: SparkSession, source: str, target: str) -> str:
+    """Move ``source`` to ``target``, replacing it.
+
+    On local disk Hadoop keeps a ``.<name>.crc`` checksum beside each file it writes; it is removed,
+    since it would make the file unreadable to Hadoop after any edit by another program.
+
+    Returns:
+        ``target``.
+    """
+    jvm = spark._jvm  # noqa: SLF001
+    fs, src = hadoop_path(spark, source)
+    dst = jvm.org.apache.hadoop.fs.Path(target)
+    fs.mkdirs(dst.getParent())
+    if fs.exists(dst):
+        fs.delete(dst, True)
+    if not fs.rename(src, dst):
+        raise OSError(f"could not move {source} to {target}")
+    crc = jvm.org.apache.hadoop.fs.Path(dst.getParent(), f".{dst.getName()}.crc")
+    if fs.exists(crc):
+        fs.delete(crc, False)
+    return target
+
+
+def walk(spark: SparkSession, root: str, suffixes: tuple[str, ...] = ()) -> list[str]:
+    """Every file under ``root`` (recursively) whose name ends with one of ``suffixes`` (any when
+    empty); hidden files (``.`` or ``_``) left out. Empty when ``root`` does not exist."""
+    fs, p = hadoop_path(spark, root)
+    if not fs.exists(p):
+        return []
+    out, files = [], fs.listFiles(p, True)
+    while files.hasNext():
+        path = files.next().getPath()
+        name = path.getName()
+        if not name.startswith((".", "_")) and (not suffixes or name.endswith(suffixes)):
+            out.append(path.toString())
+    return sorted(out)
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> str:
@@ -114,3 +155,14 @@ def write_text(spark: SparkSession, path: str, text: str) -> str:
 def delete(spark: SparkSession, path: str, recursive: bool = True) -> bool:
     fs, p = hadoop_path(spark, path)
     return bool(fs.delete(p, recursive)) if fs.exists(p) else False
+
+
+def put(spark: SparkSession, local: str, target: str) -> str:
+    """Copy a local file to ``target`` on any file system (replacing it), streamed by the JVM
+    through the target's ordinary output stream."""
+    jvm = spark._jvm  # noqa: SLF001
+    fs, dst = hadoop_path(spark, target)
+    fs.mkdirs(dst.getParent())
+    source = jvm.java.io.FileInputStream(local)
+    jvm.org.apache.hadoop.io.IOUtils.copyBytes(source, fs.create(dst, True), 1 << 20, True)
+    return target

@@ -27,14 +27,9 @@ def sql_literal(value: Any) -> str:
 
 
 def predicate(where: Mapping[str, Any]) -> str:
-    """``{"run_id": "r1", "region": "A"}`` -> ``run_id = 'r1' AND region = 'A'``."""
-    return " AND ".join(f"`{k}` = {sql_literal(v)}" for k, v in where.items())
-
-
-def hadoop_fs(spark: SparkSession, path: str):
-    """(Hadoop FileSystem, Path) for ``path``: local disk, HDFS, S3, ABFS alike."""
-    p = spark._jvm.org.apache.hadoop.fs.Path(path)  # noqa: SLF001 - the way to reach Hadoop from Python
-    return p.getFileSystem(spark._jsc.hadoopConfiguration()), p  # noqa: SLF001
+    """``{"run_id": "r1", "region": ["A", "B"]}`` -> ``run_id = 'r1' AND region IN ('A', 'B')``."""
+    return " AND ".join(f"`{k}` IN ({', '.join(sql_literal(x) for x in v)})" if isinstance(v, (list, tuple))
+                        else f"`{k}` = {sql_literal(v)}" for k, v in where.items())
 
 
 def is_delta(spark: SparkSession, path: str) -> bool:
@@ -74,13 +69,13 @@ def replace_partition(
     return last_commit_metrics(df.sparkSession, path) if metrics else None
 
 
-def append(df: DataFrame, path: str, partition_by: list[str] | None = None) -> dict:
-    """Append ``df`` to ``path`` (created on first write)."""
+def append(df: DataFrame, path: str, partition_by: list[str] | None = None, metrics: bool = True) -> dict | None:
+    """Append ``df`` to ``path`` (created on first write); the commit's metrics when ``metrics``."""
     writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
-    return last_commit_metrics(df.sparkSession, path)
+    return last_commit_metrics(df.sparkSession, path) if metrics else None
 
 
 def upsert(df: DataFrame, path: str, keys: list[str], partition_by: list[str] | None = None) -> None:
@@ -125,23 +120,14 @@ def read(spark: SparkSession, path: str, version: int | None = None) -> DataFram
     return reader.load(path)
 
 
-def latest_run_id(df: DataFrame) -> str | None:
-    """The greatest ``run_id`` in ``df`` (run ids sort by date), or None when empty."""
-    row = df.agg(F.max("run_id").alias("r")).first()
-    return row["r"] if row else None
-
-
-def read_run(spark: SparkSession, path: str, run_id: str | None = None) -> tuple[DataFrame, str]:
-    """Rows of one run of a run-partitioned table: ``run_id``, else the latest run.
+def read_run(spark: SparkSession, path: str, run_id: str) -> tuple[DataFrame, str]:
+    """Rows of run ``run_id`` of a run-partitioned table (the latest run of a stage is
+    :func:`prospects.core.runlog.read_latest`'s).
 
     Returns:
-        (rows of that run, the run id read).
+        (rows of that run, the run id).
     """
-    df = read(spark, path)
-    run = run_id or latest_run_id(df.select("run_id"))
-    if run is None:
-        raise ValueError(f"{path} holds no run yet")
-    return df.where(F.col("run_id") == run), run
+    return read(spark, path).where(F.col("run_id") == run_id), run_id
 
 
 def write_concurrently(writes: Mapping[str, Callable[[], Any]], workers: int = 4) -> dict[str, Any]:

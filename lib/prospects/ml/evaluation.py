@@ -6,14 +6,14 @@ class probability ``p``) is reduced to a few aggregates: the exact AUCs (Spark's
 lift cut-offs) and one probability histogram of ``bins`` bins with the positives per bin, which
 also counts the users above the decision thresholds and lift cut-offs (ROC, PR and gains curves,
 the F1-optimal threshold, the confusion matrices and the lifts come from it: at most ``bins`` rows
-reach the driver). Figures are drawn from those aggregates with matplotlib (Agg).
+reach the driver). Figures are drawn from those aggregates with matplotlib (Agg); the plot functions
+return the figure, the caller writes it (:class:`prospects.core.figures.Folder`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
@@ -21,6 +21,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+from prospects.core import figures
 
 log = logging.getLogger(__name__)
 
@@ -274,28 +276,10 @@ def oracle_scores(test_scores: DataFrame, oracle: DataFrame, id_col: str) -> Dat
 # ---------------------------------------------------------------------------------------------
 # Figures (driver side, from the aggregates above)
 # ---------------------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str) -> str:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    log.info("figure %s", path)
-    return path
-
-
-def plot_roc(curves: dict[str, list[tuple[float, float, float]]], aucs: dict[str, float], path: str,
-             title: str = "ROC curves on the test split") -> str:
+def plot_roc(curves: dict[str, list[tuple[float, float, float]]], aucs: dict[str, float],
+             title: str = "ROC curves on the test split"):
     """All models' ROC curves on one plot (dashed: the oracle, when given as a curve)."""
-    plt = _pyplot()
+    plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     for name, pts in curves.items():
         style = "--" if name == "oracle" else "-"
@@ -305,13 +289,14 @@ def plot_roc(curves: dict[str, list[tuple[float, float, float]]], aucs: dict[str
     ax.set(xlabel="false positive rate (negatives flagged)", ylabel="true positive rate (positives found)",
            title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    fig.tight_layout()
+    return fig
 
 
 def plot_pr(curves: dict[str, list[tuple[float, float, float]]], aucs: dict[str, float], base_rate: float,
-            path: str, title: str = "Precision-recall curves on the test split") -> str:
+            title: str = "Precision-recall curves on the test split"):
     """All models' precision-recall curves on one plot, with the base rate as the no-skill line."""
-    plt = _pyplot()
+    plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     for name, pts in curves.items():
         style = "--" if name == "oracle" else "-"
@@ -321,13 +306,14 @@ def plot_pr(curves: dict[str, list[tuple[float, float, float]]], aucs: dict[str,
     ax.set(xlabel="recall (share of positives found)", ylabel="precision (positives among flagged)",
            title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="upper right", fontsize=8)
-    return _save(fig, path)
+    fig.tight_layout()
+    return fig
 
 
-def plot_gains(curves: dict[str, list[tuple[float, float, float]]], path: str,
-               title: str = "Cumulative gains on the test split") -> str:
+def plot_gains(curves: dict[str, list[tuple[float, float, float]]],
+               title: str = "Cumulative gains on the test split"):
     """Capture rate against the share of users targeted (by decreasing probability)."""
-    plt = _pyplot()
+    plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     for name, pts in curves.items():
         ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], "--" if name == "oracle" else "-", label=name)
@@ -337,13 +323,14 @@ def plot_gains(curves: dict[str, list[tuple[float, float, float]]], path: str,
     ax.set(xlabel="share of users targeted (highest probability first)",
            ylabel="capture rate (share of all positives)", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    fig.tight_layout()
+    return fig
 
 
-def plot_confusions(confusions: dict[str, dict[str, int]], thresholds: dict[str, float], path: str,
-                    labels: tuple[str, str] = ("no switch", "switch")) -> str:
+def plot_confusions(confusions: dict[str, dict[str, int]], thresholds: dict[str, float],
+                    labels: tuple[str, str] = ("no switch", "switch")):
     """One confusion matrix per model (counts and row shares) at each model's threshold."""
-    plt = _pyplot()
+    plt = figures.pyplot()
     k = len(confusions)
     fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.6), squeeze=False)
     for ax, (name, c) in zip(axes[0], confusions.items()):
@@ -358,16 +345,18 @@ def plot_confusions(confusions: dict[str, dict[str, int]], thresholds: dict[str,
         ax.set_yticks([0, 1], [f"true {labels[0]}", f"true {labels[1]}"], fontsize=8)
         ax.set_title(f"{name}\nthreshold {thresholds.get(name, math.nan):.3f}", fontsize=9)
     fig.suptitle("Confusion matrices on the test split (row shares)", fontsize=10)
-    return _save(fig, path)
+    fig.tight_layout()
+    return fig
 
 
-def plot_importances(names: list[str], values: list[float], path: str, title: str, top: int = 20,
-                     xlabel: str = "importance") -> str:
+def plot_importances(names: list[str], values: list[float], title: str, top: int = 20,
+                     xlabel: str = "importance"):
     """Horizontal bars of the ``top`` largest importances, readable names."""
-    plt = _pyplot()
+    plt = figures.pyplot()
     pairs = sorted(zip(names, values), key=lambda p: -abs(p[1]))[:top][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(pairs) + 1.2))
     ax.barh([n for n, _ in pairs], [v for _, v in pairs], color="steelblue")
     ax.set(xlabel=xlabel, title=title)
     ax.tick_params(axis="y", labelsize=8)
-    return _save(fig, path)
+    fig.tight_layout()
+    return fig

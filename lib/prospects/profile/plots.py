@@ -1,7 +1,8 @@
 """Figures and the Markdown report of the profile stage, drawn from small aggregates only.
 
 Every function takes plain Python rows (the profile's aggregates, already on the driver) and
-writes one PNG with matplotlib's Agg backend. Labels use the dictionary's readable names
+writes one PNG with matplotlib's Agg backend into a :class:`prospects.core.figures.Folder`
+(local disk, HDFS or an object store alike). Labels use the dictionary's readable names
 (``name (code)``) and English value labels; text values without an English label are escaped
 so that no glyph renders as a box.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 
 import matplotlib
@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
 from prospects.core.dictionary import ColumnDictionary  # noqa: E402
+from prospects.core.figures import Folder  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,8 @@ def col_label(dictionary: ColumnDictionary, code: str) -> str:
     return safe_text(f"{name} ({code})" if name != code else code)
 
 
-def _save(fig, out_dir: str, name: str) -> str:
-    path = os.path.join(out_dir, name)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+def _save(fig, out_dir: Folder, name: str) -> str:
+    out_dir.save(fig, name)
     return name
 
 
@@ -64,7 +63,7 @@ def _num(v: float | None) -> str:
 # ---------------------------------------------------------------------------------------------
 # Missing values
 # ---------------------------------------------------------------------------------------------
-def plot_missing_share(out_dir: str, dictionary: ColumnDictionary, col_rows: Sequence[dict]) -> str | None:
+def plot_missing_share(out_dir: Folder, dictionary: ColumnDictionary, col_rows: Sequence[dict]) -> str | None:
     """Horizontal bars: share of users missing each column (columns with any missing), by group."""
     rows = sorted([r for r in col_rows if r["null_count"] > 0], key=lambda r: (r["null_share"], r["column"]))
     if not rows:
@@ -85,7 +84,7 @@ def plot_missing_share(out_dir: str, dictionary: ColumnDictionary, col_rows: Seq
     return _save(fig, out_dir, "missing_share.png")
 
 
-def plot_missing_matrix(out_dir: str, dictionary: ColumnDictionary, columns: Sequence[str],
+def plot_missing_matrix(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
                         sample: Sequence[Sequence[bool]], users: int) -> str | None:
     """Sample-by-column picture: one row per sampled user (sorted by pattern), dark = missing."""
     if not sample or not columns:
@@ -103,7 +102,7 @@ def plot_missing_matrix(out_dir: str, dictionary: ColumnDictionary, columns: Seq
     return _save(fig, out_dir, "missing_matrix.png")
 
 
-def plot_missing_patterns(out_dir: str, dictionary: ColumnDictionary, columns: Sequence[str],
+def plot_missing_patterns(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
                           pattern_rows: Sequence[dict], top: int = 20) -> str | None:
     """The most common missingness patterns: which columns (dots) and how many users (bars, log)."""
     rows = list(pattern_rows)[:top]
@@ -131,7 +130,7 @@ def plot_missing_patterns(out_dir: str, dictionary: ColumnDictionary, columns: S
     return _save(fig, out_dir, "missing_patterns.png")
 
 
-def plot_co_missing(out_dir: str, dictionary: ColumnDictionary, columns: Sequence[str],
+def plot_co_missing(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
                     co_rows: Sequence[dict]) -> str | None:
     """Heatmap of the Jaccard index of missingness for each pair of columns with gaps."""
     if not columns:
@@ -183,7 +182,7 @@ def _bars_with_rate(ax, labels: list[str], users: list[int], rates: list[float |
     ax2.set_ylim(0, max(finite + [100 * (overall or 0)] + [1.0]) * 1.25)
 
 
-def plot_categorical_grid(out_dir: str, dictionary: ColumnDictionary, columns: Sequence[str],
+def plot_categorical_grid(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
                           cat_rows: Sequence[dict], overall: float | None, max_values: int = 15) -> str | None:
     """One panel per categorical column: users per value (bars), switch rate (red line, right axis)."""
     by_col: dict[str, list[dict]] = {}
@@ -212,7 +211,7 @@ def plot_categorical_grid(out_dir: str, dictionary: ColumnDictionary, columns: S
     return _save(fig, out_dir, "categorical_grid.png")
 
 
-def plot_rate_curves(out_dir: str, dictionary: ColumnDictionary, columns: Sequence[str],
+def plot_rate_curves(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
                      curve_rows: Sequence[dict], overall: float | None) -> str | None:
     """Users (bars) and switch rate (line) by value of each curve column (age, tenure)."""
     columns = [c for c in columns if any(r["column"] == c for r in curve_rows)]
@@ -242,7 +241,7 @@ def plot_rate_curves(out_dir: str, dictionary: ColumnDictionary, columns: Sequen
     return _save(fig, out_dir, "rate_curves.png")
 
 
-def plot_numeric_grid(out_dir: str, dictionary: ColumnDictionary, columns: Sequence[str],
+def plot_numeric_grid(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
                       hist_rows: Sequence[dict], outliers: dict[str, tuple[int, int]]) -> str | None:
     """Histogram per numeric column (Spark-computed bins over [min, p99], grey overflow bin >= p99)."""
     by_col: dict[str, list[dict]] = {}
@@ -279,7 +278,7 @@ def plot_numeric_grid(out_dir: str, dictionary: ColumnDictionary, columns: Seque
     return _save(fig, out_dir, "numeric_grid.png")
 
 
-def plot_correlation(out_dir: str, dictionary: ColumnDictionary, columns: Sequence[str],
+def plot_correlation(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
                      matrix: Sequence[Sequence[float]], threshold: float, pair_rows: Sequence[dict]) -> str | None:
     """Pearson heatmap; pairs above the threshold are boxed."""
     if not columns:
@@ -301,7 +300,7 @@ def plot_correlation(out_dir: str, dictionary: ColumnDictionary, columns: Sequen
     return _save(fig, out_dir, "correlation.png")
 
 
-def draw_all(out_dir: str, *, dictionary: ColumnDictionary, col_rows, groups, per_group, miss_cols, sample,
+def draw_all(out_dir: Folder, *, dictionary: ColumnDictionary, col_rows, groups, per_group, miss_cols, sample,
              pattern_rows, co_rows, blocks, cat_rows, categorical, curve_rows, curve_cols, hist_rows,
              hist_cols, corr_cols, matrix, pair_rows, threshold, overall_rate, max_values, users) -> dict[str, str]:
     """Draw every figure of the profile into ``out_dir``; returns figure key -> file name."""
@@ -336,7 +335,7 @@ def _img(figs: dict, key: str, alt: str) -> str:
     return f"![{alt}]({figs[key]})\n" if key in figs else f"_({alt}: nothing to draw)_\n"
 
 
-def write_report(out_dir: str, *, cfg, summary, figs, col_rows, groups, per_group, blocks, pattern_rows,
+def write_report(out_dir: Folder, *, cfg, summary, figs, col_rows, groups, per_group, blocks, pattern_rows,
                  miss_cols, cat_rows, pair_rows, hist_cols, outliers, timings, n_patterns) -> str:
     """Write ``profile.md`` (relative links to the PNGs beside it); returns its path."""
     d: ColumnDictionary = cfg.columns
@@ -420,7 +419,4 @@ def write_report(out_dir: str, *, cfg, summary, figs, col_rows, groups, per_grou
                      for r in pair_rows]) + "\n")
     L.append("## Run time\n")
     L.append(_table(["step", "seconds"], [[k, v] for k, v in timings.items()]) + "\n")
-    path = os.path.join(out_dir, "profile.md")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(L))
-    return path
+    return out_dir.write_text("profile.md", "\n".join(L))

@@ -24,13 +24,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.ml.feature import VectorAssembler
@@ -39,9 +35,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from prospects.core import tables
+from prospects.core import runlog, tables
 from prospects.core.config import Config, join_path
 from prospects.core.dictionary import ColumnDictionary
+from prospects.core.figures import Folder
 from prospects.profile import correlation as corr_rule
 
 log = logging.getLogger(__name__)
@@ -724,10 +721,7 @@ def read_bronze(cfg: Config, spark: SparkSession) -> tuple[DataFrame, str]:
     df = tables.read(spark, path)
     if "run_id" not in df.columns:
         raise JobError(f"bronze_users at {path} has no run_id column")
-    mine = df.where(F.col("run_id") == cfg.run_id)
-    if mine.limit(1).count() > 0:
-        return mine, cfg.run_id
-    return tables.read_run(spark, path)
+    return runlog.read_latest(spark, cfg, path, "ingest")
 
 
 def _write(cfg: Config, key: str, df: DataFrame) -> None:
@@ -735,28 +729,7 @@ def _write(cfg: Config, key: str, df: DataFrame) -> None:
                              where={"run_id": cfg.run_id}, partition_by=["run_id"])
 
 
-def _local_dir(target: str) -> tuple[str, bool]:
-    """A local directory to write figures into for ``target`` (a temp dir when it is a URI)."""
-    if "://" in target and not target.startswith("file://"):
-        return tempfile.mkdtemp(prefix="prospects-profile-"), True
-    local = target[len("file://"):] if target.startswith("file://") else target
-    Path(local).mkdir(parents=True, exist_ok=True)
-    return local, False
-
-
-def _publish(spark: SparkSession, local: str, target: str) -> None:
-    """Copy the files of ``local`` to ``target`` through Hadoop's FileSystem (HDFS, S3, ABFS)."""
-    jvm = spark._jvm  # noqa: SLF001 - the documented way to reach Hadoop's FileSystem from Python
-    conf = spark._jsc.hadoopConfiguration()  # noqa: SLF001
-    dst = jvm.org.apache.hadoop.fs.Path(target)
-    fs = dst.getFileSystem(conf)
-    fs.mkdirs(dst)
-    for name in os.listdir(local):
-        fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(f"file://{local}/{name}"),
-                             jvm.org.apache.hadoop.fs.Path(f"{target}/{name}"))
-    shutil.rmtree(local, ignore_errors=True)
-
-
+@runlog.logged("profile")
 def run(cfg: Config, spark: SparkSession) -> dict:
     """Profile bronze_users: write the eda_* Delta tables, the figures and the Markdown report.
 
@@ -894,7 +867,7 @@ def run(cfg: Config, spark: SparkSession) -> dict:
         "eda_correlation": corr_df, "eda_corr_pairs": pairs_df})
     # --- tables and figures --------------------------------------------------------------------
     target = join_path(cfg.path("reports"), cfg.run_id, "profile")
-    local, remote = _local_dir(target)
+    local = Folder(spark, target)
     if count_rows:  # every user is in exactly one value of each counted column
         first = count_rows[0]["column"]
         overall_rate = sum(r["switchers"] or 0 for r in count_rows if r["column"] == first) / users
@@ -936,10 +909,8 @@ def run(cfg: Config, spark: SparkSession) -> dict:
         blocks=blocks, pattern_rows=pat_out, miss_cols=miss_cols, cat_rows=cat_rows, pair_rows=pair_rows,
         hist_cols=[c for c in hist_cols if c not in curve_cols], outliers=outliers, timings=timings,
         n_patterns=n_patterns)
-    if remote:
-        _publish(spark, local, target)
     timings["total"] = round(time.time() - started, 2)
-    summary.update(report=join_path(target, os.path.basename(report)), figures=len(figs),
+    summary.update(report=report, figures=len(figs),
                    seconds=timings)
     log.info("profile: %s users, %d blocks, report %s", users, len(blocks), summary["report"])
     return summary

@@ -22,7 +22,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from prospects.core import tables
+from prospects.core import storage
 from prospects.core.config import Config, join_path, raw_name
 from prospects.core.dictionary import ColumnDictionary
 
@@ -337,20 +337,11 @@ def write_lines(spark: SparkSession, lines: DataFrame, header: str, path: str, s
 
 
 def _promote_single_part(spark: SparkSession, folder: str, target: str) -> None:
-    fs, folder_p = tables.hadoop_fs(spark, folder)
-    parts = [s.getPath() for s in fs.listStatus(folder_p) if s.getPath().getName().startswith("part-")]
+    parts = [path for name, path in storage.list_names(spark, folder) if name.startswith("part-")]
     if len(parts) != 1:
         raise RuntimeError(f"expected one part file in {folder}, found {len(parts)}")
-    target_p = spark._jvm.org.apache.hadoop.fs.Path(target)
-    if fs.exists(target_p):
-        fs.delete(target_p, True)
-    if not fs.rename(parts[0], target_p):
-        raise RuntimeError(f"could not move {parts[0]} to {target}")
-    fs.delete(folder_p, True)
-    # Hadoop's local checksum file would make any later edit of the raw file unreadable.
-    crc = spark._jvm.org.apache.hadoop.fs.Path(target_p.getParent(), f".{target_p.getName()}.crc")
-    if fs.exists(crc):
-        fs.delete(crc, False)
+    storage.move(spark, parts[0], target)
+    storage.delete(spark, folder)
 
 
 def plan(cfg: Config) -> list[Part]:
