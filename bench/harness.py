@@ -145,7 +145,7 @@ def product_stages(cfg, spark, trainer: str, splits_out: str | None = None, skip
     """
     from pyspark.sql import functions as F
 
-    from prospects.core import tables
+    from prospects.core import runlog
     from prospects.ingest import stage as ingest
     from prospects.ml import train
     from prospects.profile import stage as profile
@@ -176,7 +176,7 @@ def product_stages(cfg, spark, trainer: str, splits_out: str | None = None, skip
                   "default_parallelism": spark.sparkContext.defaultParallelism},
     }
     if splits_out:
-        df, _ = tables.read_run(spark, cfg.table("bronze_users"))
+        df, _ = runlog.read_latest(spark, cfg, cfg.table("bronze_users"), "ingest")
         id_col, label = cfg.columns.id_column, cfg.columns.label_column
         splits = train.split(df.select(id_col, label), label, id_col, cfg.get("train.fractions"),
                              int(cfg.get("train.seed")))

@@ -1,6 +1,7 @@
-"""Scoring micro-benchmark: the score modes side by side on generated regions (docs/scoring.md).
+"""Scoring micro-benchmark: ranking scored users per region by a window per region (one task per
+region) against one sort across all tasks (docs/scoring.md).
 
-    python -m bench.scoring --users 10000000 --regions 10
+    python -m bench.scoring --users 10000000 --regions 1
 """
 
 from __future__ import annotations
@@ -12,14 +13,23 @@ import time
 from collections.abc import Sequence
 
 from pyspark.ml import PipelineModel, Transformer
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from prospects.core import tables
 from prospects.core.config import Config, join_path
-from prospects.scoring.scores import MODES, model_input_columns, score_regions, validate_regions, zero_filled
+from prospects.scoring.scores import (
+    ScoreSettings,
+    gold_rows,
+    model_input_columns,
+    probabilities,
+    rank_in_regions,
+    validate_regions,
+    zero_filled,
+)
 
 log = logging.getLogger(__name__)
+METHODS = ("window", "sort")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,23 +69,57 @@ def bench_model(spark: SparkSession, n_train: int = 20_000, seed: int = 7) -> Pi
     return pipe.fit(train)
 
 
+def window_ranks(scored: DataFrame, deciles: int) -> DataFrame:
+    """The ranking scoring used before :func:`prospects.scoring.scores.rank_in_regions`: a window
+    per region (one task sorts a whole region). Kept here as the benchmark's baseline."""
+    order = Window.partitionBy("region").orderBy(F.col("probability").desc(), F.col("user_id").asc())
+    return scored.select("*", F.row_number().over(order).cast("long").alias("rank"),
+                         F.ntile(deciles).over(order).cast("int").alias("decile"))
+
+
+def ranked_by(method: str, scored: DataFrame, deciles: int) -> tuple[DataFrame, DataFrame | None]:
+    if method == "window":
+        return window_ranks(scored, deciles), None
+    return rank_in_regions(scored, deciles)
+
+
+def tasks_of_group(spark: SparkSession, group: str) -> dict:
+    """Stages and tasks of the jobs in ``group``: how many, and the most tasks of one stage."""
+    tracker = spark.sparkContext.statusTracker()
+    stages = [tracker.getStageInfo(s) for j in tracker.getJobIdsForGroup(group)
+              for s in (tracker.getJobInfo(j).stageIds if tracker.getJobInfo(j) else [])]
+    stages = [s for s in stages if s is not None]
+    return {"jobs": len(tracker.getJobIdsForGroup(group)), "stages": len(stages),
+            "tasks": sum(s.numTasks for s in stages), "max_stage_tasks": max((s.numTasks for s in stages), default=0)}
+
+
 def benchmark(spark: SparkSession, cfg: Config, regions: DataFrame, model: Transformer,
-              modes: Sequence[str] = MODES, repeats: int = 1) -> list[dict]:
-    """Time :func:`score_regions` in each mode on the same input, one after the other (same session).
+              methods: Sequence[str] = METHODS, repeats: int = 1) -> list[dict]:
+    """Time scoring, ranking and writing ``regions`` by each ranking method, one after the other.
 
     Returns:
-        one record per (mode, repeat): mode, users, regions, seconds.
+        one record per (method, repeat): users, regions, seconds, jobs, stages, tasks.
     """
     validated = validate_regions(regions, model_input_columns(model), may_be_empty=zero_filled(cfg),
                                  min_users=int(cfg.get("score.missing_column_min_users")))
-    users = sum(validated.values())
+    s = ScoreSettings.from_config(cfg, threshold=0.5, version="bench")
     out = []
     for i in range(repeats):
-        for mode in modes:
-            res = score_regions(spark, cfg, model, 0.5, "bench", regions, mode=mode, validated=validated)
-            out.append({"mode": mode, "repeat": i + 1, "users": users, "regions": len(validated),
-                        "seconds": res["seconds"]})
+        for method in methods:
+            group = f"bench-{method}-{i}"
+            spark.sparkContext.setJobGroup(group, group)
+            started = time.time()
+            scored = regions.transform(probabilities(model, "user_id"))
+            ranked, cached = ranked_by(method, scored, s.deciles)
+            tables.replace_partition(ranked.transform(gold_rows(s)), cfg.table("gold_scores"),
+                                     where={"run_id": s.run_id}, partition_by=["run_id", "region"])
+            seconds = round(time.time() - started, 2)
+            if cached is not None:
+                cached.unpersist()
+            out.append({"method": method, "repeat": i + 1, "users": sum(validated.values()),
+                        "regions": len(validated), "seconds": seconds, **tasks_of_group(spark, group)})
             log.info("benchmark %s", out[-1])
+    spark.sparkContext.setJobGroup("", "")
     return out
 
 
@@ -85,35 +129,29 @@ def bench_main(argv: list[str] | None = None) -> int:
     from prospects.core.config import load_config
     from prospects.core.session import build_session
 
-    p = argparse.ArgumentParser(description="Benchmark the scoring modes on generated regions.")
+    p = argparse.ArgumentParser(description="Benchmark the ranking of scored users per region.")
     p.add_argument("--users", type=int, default=60_000)
-    p.add_argument("--regions", type=int, default=2)
+    p.add_argument("--regions", type=int, default=1)
     p.add_argument("--work", default="/tmp/score_bench", help="folder for the generated regions and outputs")
-    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--input", default=None, help="existing bronze-shaped Delta table (default: generate)")
-    p.add_argument("--scheduler", default="FAIR", choices=["FAIR", "FIFO"], help="spark.scheduler.mode")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args(argv)
     setup_logging("INFO")
     work = args.work.rstrip("/")
-    extra = {"spark": {"conf": {"spark.scheduler.mode": args.scheduler}}}
-    cfg = load_config(overrides=[f"paths.lakehouse={work}/lakehouse_{args.users}", "run.id=bench",
-                                 *args.overrides], extra=extra)
+    cfg = load_config(overrides=[f"paths.lakehouse={work}/lakehouse_{args.users}", "run.id=bench", *args.overrides])
     spark = build_session(cfg, app_name="prospects-score-bench")
-    source = args.input or join_path(work, f"regions_{args.users}_{args.regions}")
+    source = join_path(work, f"regions_{args.users}_{args.regions}")
     if not tables.is_delta(spark, source):
         t = time.time()
         (bench_regions(spark, args.users, args.regions).write.format("delta").mode("overwrite")
          .partitionBy("run_id", "region").save(source))
         log.info("generated %d users in %d regions at %s in %.1f s", args.users, args.regions, source, time.time() - t)
-    regions = tables.read(spark, source)
-    model = bench_model(spark)
-    results = benchmark(spark, cfg, regions, model, args.modes.split(","), args.repeats)
+    results = benchmark(spark, cfg, tables.read(spark, source), bench_model(spark), args.methods.split(","),
+                        args.repeats)
     for r in results:
-        print(f"BENCH mode={r['mode']} repeat={r['repeat']} users={r['users']} regions={r['regions']} "
-              f"seconds={r['seconds']} scheduler={spark.sparkContext.getConf().get('spark.scheduler.mode', 'FIFO')} "
-              f"master={spark.sparkContext.master}", flush=True)
+        print("BENCH " + " ".join(f"{k}={v}" for k, v in r.items()) + f" master={spark.sparkContext.master}",
+              flush=True)
     return 0
 
 

@@ -1,21 +1,29 @@
-"""The run log (``tables.run_log``): one row per (job, run id), what it read, wrote and checked.
+"""The run log (``tables.run_log``): a row per finished run of a job, what it read, wrote and checked.
 
-Jobs write their row when they finish; a re-run of the same run id replaces it. The log is also
-how "the latest run" of a stage is found: the run whose row finished last, not the greatest run id
-(an ad-hoc ``--run-id backfill-x`` would otherwise be "latest" for good).
+Every stage appends its row when it finishes (an append: no read of the log, one small commit);
+a re-run of a run id adds a row, and the latest row of a (job, run id) is the current one. The log
+is also how a stage finds the run to read from the stage before it (:func:`read_latest`): this
+run's rows when that table has them, else the run whose producing job finished last, not the
+greatest run id (an ad-hoc ``--run-id backfill-x`` would otherwise be "latest" for good), and a
+run that died half-way has no row, so it is never read as the latest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import logging
+from collections.abc import Callable
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from prospects.core import tables
 from prospects.core.config import Config
+
+log = logging.getLogger(__name__)
 
 SCHEMA = T.StructType([
     T.StructField("job", T.StringType()), T.StructField("run_id", T.StringType()),
@@ -32,20 +40,56 @@ def utc_now() -> dt.datetime:
 
 
 def write(spark: SparkSession, cfg: Config, job: str, started: dt.datetime, summary: dict) -> None:
-    """One row per (job, run_id) in the run log; a re-run replaces its row."""
+    """Append the row of ``job``'s run ``cfg.run_id`` to the run log."""
     row = (job, cfg.run_id, cfg.use_case, started.replace(tzinfo=None), utc_now(),
            "ok" if summary.get("reconciled", True) else "not_reconciled",
            summary.get("rows_read"), summary.get("rows_accepted"), summary.get("rows_quarantined"),
            summary.get("reconciled"), json.dumps(summary, default=str, sort_keys=True))
-    tables.upsert(spark.createDataFrame([row], SCHEMA), cfg.table("run_log"), ["job", "run_id"])
+    tables.append(spark.createDataFrame([row], SCHEMA), cfg.table("run_log"), metrics=False)
 
 
-def latest_run(spark: SparkSession, cfg: Config, job: str) -> str | None:
-    """The run id of ``job``'s most recently finished successful run of this use case, or None."""
-    path = cfg.table("run_log")
+def logged(job: str) -> Callable:
+    """Decorator of a stage's ``run(cfg, spark, ...) -> dict``: its run log row when it succeeds."""
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(cfg: Config, spark: SparkSession, *args, **kwargs):
+            started = utc_now()
+            result = fn(cfg, spark, *args, **kwargs)
+            write(spark, cfg, job, started, result or {})
+            return result
+        return run
+    return wrap
+
+
+def latest_run(spark: SparkSession, cfg: Config, job: str, log_path: str | None = None) -> list[str]:
+    """Run ids of ``job``'s successful runs of this use case, the most recently finished first."""
+    path = log_path or cfg.table("run_log")
     if not tables.is_delta(spark, path):
-        return None
-    row = (tables.read(spark, path)
-           .where((F.col("job") == job) & (F.col("use_case") == cfg.use_case) & (F.col("status") == "ok"))
-           .orderBy(F.col("finished_at").desc()).select("run_id").first())
-    return row["run_id"] if row else None
+        return []
+    rows = (tables.read(spark, path)
+            .where((F.col("job") == job) & (F.col("use_case") == cfg.use_case) & (F.col("status") == "ok"))
+            .groupBy("run_id").agg(F.max("finished_at").alias("at")).orderBy(F.col("at").desc()).collect())
+    return [r["run_id"] for r in rows]
+
+
+def read_latest(spark: SparkSession, cfg: Config, path: str, job: str, log_path: str | None = None,
+                prefer: str | None = None) -> tuple[DataFrame, str]:
+    """Rows of the run to read in the table at ``path``, written by ``job`` (module doc), and its id.
+
+    Args:
+        prefer: the run read when the table has it (default: this run, ``cfg.run_id``).
+
+    Raises:
+        ValueError: the table holds no run.
+    """
+    df = tables.read(spark, path)
+    runs = {r["run_id"] for r in df.select("run_id").distinct().collect()}
+    if not runs:
+        raise ValueError(f"{path} holds no run yet")
+    prefer = prefer or cfg.run_id
+    run = prefer if prefer in runs else None
+    run = run or next((r for r in latest_run(spark, cfg, job, log_path) if r in runs), None)
+    if run is None:  # a table written without a run log (by hand, or by another tool)
+        run = max(runs)
+        log.warning("%s: no run of job %s in the run log: reading the greatest run id, %s", path, job, run)
+    return df.where(F.col("run_id") == run), run

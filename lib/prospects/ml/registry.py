@@ -13,9 +13,11 @@ import datetime as dt
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -27,7 +29,10 @@ from prospects.core.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
-VERSION_RE = re.compile(r"^v(\d+)-")
+VERSIONS_SCHEMA = T.StructType([
+    T.StructField("version_number", T.IntegerType()), T.StructField("run_id", T.StringType()),
+    T.StructField("use_case", T.StringType()), T.StructField("reserved_at", T.TimestampType()),
+])
 
 SCHEMA = T.StructType([
     T.StructField("run_id", T.StringType(), False),
@@ -95,17 +100,54 @@ def read_registry(spark: SparkSession, cfg: Config) -> DataFrame | None:
     return tables.read(spark, path) if tables.is_delta(spark, path) else None
 
 
-def next_version(spark: SparkSession, cfg: Config) -> tuple[str, int]:
-    """Version for ``cfg.run_id``: its existing number on a re-run, else the highest number + 1."""
+def next_version(spark: SparkSession, cfg: Config, attempts: int = 20) -> tuple[str, int]:
+    """Version for ``cfg.run_id``, reserved in ``tables.model_versions`` before any model is fitted.
+
+    A re-run of a run id keeps its number; a new run id takes the highest number + 1. The number is
+    reserved by a Delta MERGE that inserts ``(number, run id)`` unless either is taken: two
+    trainings that pick the same number at once both read the table, so Delta lets the first
+    commit and makes the second fail (a concurrent append), which then picks again. Numbers are
+    therefore unique whatever runs at the same time.
+
+    Raises:
+        RuntimeError: no number could be reserved in ``attempts`` tries.
+    """
+    path = cfg.table("model_versions")
+    if not tables.is_delta(spark, path):
+        try:
+            DeltaTable.createIfNotExists(spark).location(path).addColumns(VERSIONS_SCHEMA).execute()
+        except Exception:  # noqa: BLE001 - another training created it at the same moment
+            if not tables.is_delta(spark, path):
+                raise
+    for attempt in range(1, attempts + 1):
+        taken = {r["run_id"]: r["version_number"] for r in tables.read(spark, path).collect()}
+        if cfg.run_id in taken:
+            return version_name(taken[cfg.run_id], cfg.run_id), taken[cfg.run_id]
+        number = max([*taken.values(), *_registered_numbers(spark, cfg, taken)], default=0) + 1
+        row = spark.createDataFrame([(number, cfg.run_id, cfg.use_case, now())], VERSIONS_SCHEMA)
+        try:
+            (DeltaTable.forPath(spark, path).alias("t")
+             .merge(row.alias("s"), "t.version_number = s.version_number OR t.run_id = s.run_id")
+             .whenNotMatchedInsertAll().execute())
+        except Exception as exc:  # noqa: BLE001 - only Delta's concurrent-commit conflicts are retried
+            if "Concurrent" not in type(exc).__name__ and "CONCURRENT" not in str(exc):
+                raise
+            log.info("version %d: another training committed first (%s), attempt %d", number,
+                     type(exc).__name__, attempt)
+            time.sleep(0.2 * attempt)
+    raise RuntimeError(f"no model version could be reserved in {path} after {attempts} attempts")
+
+
+def _registered_numbers(spark: SparkSession, cfg: Config, taken: dict) -> list[int]:
+    """Numbers in the registry before the reservation table existed (a lakehouse of older runs)."""
+    if taken:
+        return []
     reg = read_registry(spark, cfg)
-    number = 1
-    if reg is not None:
-        rows = reg.groupBy("run_id").agg(F.max("version_number").alias("n")).collect()
-        mine = [r["n"] for r in rows if r["run_id"] == cfg.run_id]
-        others = [r["n"] for r in rows if r["run_id"] != cfg.run_id]
-        number = mine[0] if mine else (max(others) + 1 if others else 1)
-    safe_run = re.sub(r"[^A-Za-z0-9._-]", "_", cfg.run_id)
-    return f"v{number:04d}-{safe_run}", number
+    return [] if reg is None else [r[0] for r in reg.select("version_number").distinct().collect()]
+
+
+def version_name(number: int, run_id: str) -> str:
+    return f"v{number:04d}-{re.sub(r'[^A-Za-z0-9._-]', '_', run_id)}"
 
 
 def model_path(cfg: Config, version: str, model_type: str) -> str:

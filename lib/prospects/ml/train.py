@@ -37,9 +37,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from prospects.core import tables
+from prospects.core import runlog, tables
 from prospects.core.config import Config, join_path
 from prospects.core.errors import TrainingInputError
+from prospects.core.figures import Folder
 from prospects.ml import evaluation as ev
 from prospects.ml import features as fe
 from prospects.ml import registry
@@ -335,10 +336,11 @@ def read_oracle(spark: SparkSession, cfg: Config) -> DataFrame | None:
     return spark.read.parquet(path)
 
 
+@runlog.logged("train")
 def run(cfg: Config, spark: SparkSession) -> dict:
     """Job entry: train on the latest run of ``bronze_users`` and register the models."""
     path = cfg.table("bronze_users")
-    df, bronze_run = tables.read_run(spark, path)
+    df, bronze_run = runlog.read_latest(spark, cfg, path, "ingest")
     source = {"table": path, "version": tables.table_version(spark, path), "run_id": bronze_run}
     return train(cfg, spark, df, source)
 
@@ -502,7 +504,7 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
         **_metrics_writes(spark, cfg, version, candidates, results, oracle_eval)})
     phases["registry_tables"] = round(time.time() - t1, 1)
     t1 = time.time()
-    figures = _figures(cfg, candidates, results, oracle_eval, names)
+    figures = _figures(spark, cfg, candidates, results, oracle_eval, names)
     phases["figures"] = round(time.time() - t1, 1)
     for part in prepared.values():
         part.unpersist()
@@ -568,10 +570,10 @@ def _metrics_writes(spark: SparkSession, cfg: Config, version: str, candidates: 
             for name, df, key in (("metrics", metrics_df, "model_metrics"), ("curves", curves_df, "model_curves"))}
 
 
-def _figures(cfg: Config, candidates: list[Candidate], results: dict[str, ev.Evaluation],
+def _figures(spark: SparkSession, cfg: Config, candidates: list[Candidate], results: dict[str, ev.Evaluation],
              oracle_eval: ev.Evaluation | None, names: list[str]) -> list[str]:
     """ROC, PR and gains curves of all models, confusion matrices, feature importances."""
-    out_dir = join_path(cfg.path("reports"), cfg.run_id, "train")
+    out = Folder(spark, join_path(cfg.path("reports"), cfg.run_id, "train"))
     curves = {c.model_type: results[c.model_type] for c in candidates}
     if oracle_eval is not None:
         curves["oracle"] = oracle_eval
@@ -582,21 +584,21 @@ def _figures(cfg: Config, candidates: list[Candidate], results: dict[str, ev.Eva
     pr_aucs = {k: v.metrics["areaUnderPR"] for k, v in curves.items()}
     base_rate = next(iter(results.values())).metrics["base_rate"]
     figs = [
-        ev.plot_roc(roc, aucs, join_path(out_dir, "roc.png")),
-        ev.plot_pr(pr, pr_aucs, base_rate, join_path(out_dir, "pr.png")),
-        ev.plot_gains(gains, join_path(out_dir, "gains.png")),
-        ev.plot_confusions({c.model_type: results[c.model_type].confusion for c in candidates},
-                           {c.model_type: results[c.model_type].threshold for c in candidates},
-                           join_path(out_dir, "confusion_matrices.png")),
+        out.save(ev.plot_roc(roc, aucs), "roc.png", tight=False),
+        out.save(ev.plot_pr(pr, pr_aucs, base_rate), "pr.png", tight=False),
+        out.save(ev.plot_gains(gains), "gains.png", tight=False),
+        out.save(ev.plot_confusions({c.model_type: results[c.model_type].confusion for c in candidates},
+                                    {c.model_type: results[c.model_type].threshold for c in candidates}),
+                 "confusion_matrices.png", tight=False),
     ]
     readable = [fe.readable_feature(cfg, n) for n in names]
     for cand in candidates:
         values = importances(cand.model)
         if len(values) == len(readable):
             lr = cand.model_type == "logistic_regression"
-            figs.append(ev.plot_importances(
-                readable, values, join_path(out_dir, f"importance_{cand.model_type}.png"),
-                title=f"{cand.model_type}: " + ("|coefficient| on min-max scaled features" if lr
-                                                else "feature importance (impurity decrease)"),
-                xlabel="|coefficient|" if lr else "importance"))
+            fig = ev.plot_importances(
+                readable, values, title=f"{cand.model_type}: " + ("|coefficient| on min-max scaled features" if lr
+                                                                   else "feature importance (impurity decrease)"),
+                xlabel="|coefficient|" if lr else "importance")
+            figs.append(out.save(fig, f"importance_{cand.model_type}.png", tight=False))
     return figs

@@ -55,11 +55,10 @@ def scores_run(spark: SparkSession, cfg: Config) -> str:
     wanted = cfg.get("evaluate.scores_run_id")
     if wanted:
         return str(wanted)
-    here = tables.read(spark, path).where(F.col("run_id") == cfg.run_id).limit(1).count()
-    run = cfg.run_id if here else runlog.latest_run(spark, cfg, "score")
-    if run is None:
-        raise JobError(f"{path} holds no scoring run of use case '{cfg.use_case}'")
-    return run
+    try:
+        return runlog.read_latest(spark, cfg, path, "score")[1]
+    except ValueError:
+        raise JobError(f"{path} holds no scoring run of use case '{cfg.use_case}'") from None
 
 
 def read_outcomes(spark: SparkSession, cfg: Config, run: str) -> DataFrame:
@@ -71,9 +70,7 @@ def read_outcomes(spark: SparkSession, cfg: Config, run: str) -> DataFrame:
         if not tables.is_delta(spark, bronze) or d.label_column not in tables.read(spark, bronze).columns:
             raise JobError(f"no labelled delivery: {bronze} has no '{d.label_column}' column (deliver a region "
                            "file with the label, or set evaluate.outcomes_path)")
-        df = tables.read(spark, bronze)
-        have = df.where(F.col("run_id") == run).limit(1).count()
-        df = df.where(F.col("run_id") == (run if have else tables.latest_run_id(df.select("run_id"))))
+        df, _ = runlog.read_latest(spark, cfg, bronze, "ingest", prefer=run)
         return df.where(F.col(d.label_column).isNotNull()).select(
             "region", F.col(d.id_column).alias("user_id"), F.col(d.label_column).cast("double").alias(OUTCOME))
     df = _read_table_or_file(spark, cfg, path)
@@ -193,6 +190,7 @@ def plot(cal: list[dict], path: str, spark: SparkSession, title: str) -> str:
     return figures.save(spark, fig, path)
 
 
+@runlog.logged("evaluate")
 def run(cfg: Config, spark: SparkSession) -> dict:
     """Job entry: judge one scoring run on its outcomes (module doc)."""
     run_id = scores_run(spark, cfg)

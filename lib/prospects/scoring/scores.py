@@ -3,19 +3,14 @@
 Outputs (locations from ``tables.*`` in conf, all carrying ``run_id``):
 
 * ``gold_scores`` (partitioned by run_id, region): one row per scored user with probability,
-  prediction at the model's threshold, decile and rank within the region, tier, model version.
-  Each region's write replaces only its own ``(run_id, region)`` partition (Delta
-  ``replaceWhere``), so concurrent region writes never conflict and a re-run replaces.
+  prediction at the model's threshold, decile and rank within the region, tier, model version;
+  written in one pass and one commit that replaces this run's rows (``replaceWhere``), or, with
+  ``score.only_regions``, only those regions' rows of the run, so that runs for different
+  regions can write at once without conflicting. Ranks and deciles come from one sort across all
+  tasks (:func:`rank_in_regions`), never from a window that puts a whole region in one task.
 * ``gold_region_summary``: per run and region, users scored, prospects above the threshold and
   their share, mean probability, expected switchers, users per tier.
 * segment profiles, marketing actions, campaign list and drift: see :mod:`prospects.scoring.segments`.
-
-Three interchangeable execution modes (``score.mode``) give identical tables:
-
-* ``parallel``: one Spark job chain per region submitted from a thread pool (concurrent jobs in
-  one application; each thread sets its own FAIR scheduler pool), each writing its partition;
-* ``single_pass``: all regions scored in one job and written in one commit;
-* ``sequential``: regions one after the other (the reference for tests).
 
 Everything is validated (columns present in every region, configuration rules parse) before the
 first write, so bad input stops the job with a clear error and no partial output.
@@ -27,38 +22,24 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyspark import StorageLevel
 from pyspark.ml import PipelineModel, Transformer
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from prospects.core import tables
+from prospects.core import runlog, tables
 from prospects.core.config import Config
 from prospects.core.errors import JobError
 
 log = logging.getLogger(__name__)
 
-MODES = ("parallel", "single_pass", "sequential")
 SCORE_PARTITIONS = ["run_id", "region"]
 SCORE_COLUMNS = ["user_id", "region", "probability", "prediction", "decile", "rank", "tier",
                  "model_version", "run_id", "scored_at"]
-SCORES_SCHEMA = T.StructType([
-    T.StructField("user_id", T.LongType()),
-    T.StructField("region", T.StringType()),
-    T.StructField("probability", T.DoubleType()),
-    T.StructField("prediction", T.IntegerType()),
-    T.StructField("decile", T.IntegerType()),
-    T.StructField("rank", T.LongType()),
-    T.StructField("tier", T.StringType()),
-    T.StructField("model_version", T.StringType()),
-    T.StructField("run_id", T.StringType()),
-    T.StructField("scored_at", T.TimestampType()),
-])
 # Columns a fitted pipeline produces itself; never required from the input.
 _MODEL_OUTPUTS = {"probability", "prediction", "rawPrediction", "features"}
 
@@ -189,76 +170,65 @@ def tier_column(probability: str, tiers: dict) -> F.Column:
             .when(p >= F.lit(float(tiers["medium"])), "medium").otherwise("low"))
 
 
-def score_frame(model: Transformer, s: ScoreSettings) -> Callable[[DataFrame], DataFrame]:
-    """Curried transform: bronze-shaped region users -> gold score rows.
-
-    Input columns: ``region``, the id column and the model's raw inputs. Output columns:
-    ``SCORE_COLUMNS``: user_id, region, probability (positive class), prediction
-    (probability > threshold), decile (1 = top tenth of the region), rank (1 = highest probability
-    in the region, ties by user_id), tier, model_version, run_id, scored_at.
-    """
+def probabilities(model: Transformer, id_column: str) -> Callable[[DataFrame], DataFrame]:
+    """Curried transform: bronze-shaped region users -> ``user_id``, ``region``, ``probability``
+    (of the positive class)."""
     def _apply(df: DataFrame) -> DataFrame:
-        inputs = df.drop(*[c for c in _MODEL_OUTPUTS if c in df.columns])
-        out = model.transform(inputs)
-        p = vector_to_array(F.col("probability"))[1]
-        scored = out.select(F.col(s.id_column).alias("user_id"), F.col("region").cast("string"),
-                            p.cast("double").alias("probability"))
-        order = Window.partitionBy("region").orderBy(F.col("probability").desc(), F.col("user_id").asc())
-        return scored.select(
-            "user_id", "region", "probability",
-            (F.col("probability") > F.lit(s.threshold)).cast("int").alias("prediction"),
-            F.ntile(s.deciles).over(order).cast("int").alias("decile"),
-            F.row_number().over(order).cast("long").alias("rank"),
-            tier_column("probability", s.tiers).alias("tier"),
-            F.lit(s.version).cast("string").alias("model_version"),
-            F.lit(s.run_id).cast("string").alias("run_id"),
-            F.lit(s.scored_at).cast("timestamp").alias("scored_at"),
-        )
+        out = model.transform(df.drop(*[c for c in _MODEL_OUTPUTS if c in df.columns]))
+        return out.select(F.col(id_column).alias("user_id"), F.col("region").cast("string"),
+                          vector_to_array(F.col("probability"))[1].cast("double").alias("probability"))
     return _apply
 
 
-def _is_concurrent_conflict(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    return "Concurrent" in name or "MetadataChanged" in name or "ProtocolChanged" in name
+def decile_sql(rank: str, users: str, deciles: int) -> str:
+    """SQL of the quantile group (1 = top) of the row at ``rank`` among ``users`` rows: the groups
+    of Spark's ``ntile`` (sizes differ by at most one, the larger ones first)."""
+    q, rem = f"({users} div {deciles})", f"({users} % {deciles})"
+    return (f"CAST(CASE WHEN {rank} <= {rem} * ({q} + 1) THEN ({rank} - 1) div ({q} + 1) + 1 "
+            f"ELSE {rem} + ({rank} - {rem} * ({q} + 1) - 1) div {q} + 1 END AS INT)")
 
 
-def _with_retry(fn: Callable[[], Any], what: str, attempts: int = 3) -> Any:
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - only Delta's optimistic-concurrency conflicts retry
-            if attempt == attempts or not _is_concurrent_conflict(exc):
-                raise
-            log.warning("%s: concurrent commit conflict (%s), retry %d", what, type(exc).__name__, attempt)
-            time.sleep(0.5 * attempt)
-    return None
+def rank_in_regions(scored: DataFrame, deciles: int) -> tuple[DataFrame, DataFrame]:
+    """``scored`` with ``rank`` (1 = highest probability in the region, ties by user_id) and
+    ``decile`` (Spark's ``ntile``), without a window over a whole region.
+
+    A window partitioned by region sorts each region in one task: at operator scale one province
+    on one core. Instead the users are sorted once across all tasks (range partitioning on region,
+    probability, user_id); each task numbers its rows in order; one small aggregation gives each
+    task's first number and rows per region, from which every row's rank follows (the rows of a
+    region in earlier tasks, plus its place in its own).
+
+    Returns:
+        (the ranked rows, the cached sorted rows to unpersist once the ranked rows are written).
+    """
+    ordered = (scored.orderBy("region", F.col("probability").desc(), "user_id")
+               .withColumn("_task", F.spark_partition_id()).withColumn("_pos", F.monotonically_increasing_id())
+               .persist(StorageLevel.MEMORY_AND_DISK))
+    parts = ordered.groupBy("_task", "region").agg(F.min("_pos").alias("_first"), F.count(F.lit(1)).alias("_n"))
+    offsets, users = [], {}
+    for r in sorted(parts.collect(), key=lambda r: (r["region"], r["_task"])):
+        offsets.append((r["_task"], r["region"], r["_first"], users.get(r["region"], 0)))
+        users[r["region"]] = users.get(r["region"], 0) + r["_n"]
+    table = ordered.sparkSession.createDataFrame(
+        [(*o, users[o[1]]) for o in offsets], "_task int, region string, _first long, _before long, _users long")
+    ranked = (ordered.join(F.broadcast(table), ["_task", "region"])
+              .withColumn("rank", (F.col("_before") + F.col("_pos") - F.col("_first") + 1).cast("long")))
+    ranked = ranked.withColumn("decile", F.expr(decile_sql("rank", "_users", deciles)))
+    return ranked.drop("_task", "_pos", "_first", "_before", "_users"), ordered
 
 
-def ensure_scores_table(spark: SparkSession, path: str, id_type: T.DataType = T.LongType()) -> None:
-    """Create the (empty) gold scores table, so concurrent first writes do not race to create it."""
-    if not tables.is_delta(spark, path):
-        schema = T.StructType([T.StructField("user_id", id_type), *SCORES_SCHEMA.fields[1:]])
-        (spark.createDataFrame([], schema).write.format("delta").mode("append")
-         .partitionBy(*SCORE_PARTITIONS).save(path))
-
-
-def _write_region(model: Transformer, s: ScoreSettings, regions: DataFrame, region: str, path: str,
-                  pool: str | None = None) -> dict:
-    spark = regions.sparkSession
-    if pool:
-        spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool)
-        spark.sparkContext.setJobGroup(f"score-{region}", f"score region {region}", interruptOnCancel=False)
-    try:
-        started = time.time()
-        df = regions.where(F.col("region") == F.lit(region)).transform(score_frame(model, s))
-        metrics = _with_retry(
-            lambda: tables.replace_partition(df, path, where={"run_id": s.run_id, "region": region},
-                                             partition_by=SCORE_PARTITIONS, metrics=True),
-            f"scores of region {region}")
-        return {"region": region, "rows": metrics.get("numOutputRows"), "seconds": round(time.time() - started, 3)}
-    finally:
-        if pool:
-            spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
+def gold_rows(s: ScoreSettings) -> Callable[[DataFrame], DataFrame]:
+    """Curried transform: ranked users -> ``SCORE_COLUMNS``: user_id, region, probability,
+    prediction (probability > threshold), decile, rank, tier, model_version, run_id, scored_at."""
+    def _apply(df: DataFrame) -> DataFrame:
+        return df.select(
+            "user_id", "region", "probability",
+            (F.col("probability") > F.lit(s.threshold)).cast("int").alias("prediction"),
+            "decile", "rank", tier_column("probability", s.tiers).alias("tier"),
+            F.lit(s.version).cast("string").alias("model_version"),
+            F.lit(s.run_id).cast("string").alias("run_id"),
+            F.lit(s.scored_at).cast("timestamp").alias("scored_at"))
+    return _apply
 
 
 def delete_other_regions(spark: SparkSession, path: str, run_id: str, keep: Iterable[str]) -> None:
@@ -267,17 +237,21 @@ def delete_other_regions(spark: SparkSession, path: str, run_id: str, keep: Iter
 
     if not tables.is_delta(spark, path):
         return
-    keep = sorted(set(keep))
-    cond = f"run_id = {tables.sql_literal(run_id)}"
+    cond = F.col("run_id") == F.lit(run_id)
     if keep:
-        cond += " AND region NOT IN (" + ", ".join(tables.sql_literal(r) for r in keep) + ")"
+        cond = cond & ~F.col("region").isin(sorted(set(keep)))
     DeltaTable.forPath(spark, path).delete(cond)
 
 
 def score_regions(spark: SparkSession, cfg: Config, model: Transformer, threshold: float, version: str,
-                  regions: DataFrame, mode: str | None = None, required: Sequence[str] | None = None,
+                  regions: DataFrame, required: Sequence[str] | None = None,
                   scored_at: dt.datetime | None = None, validated: dict[str, int] | None = None) -> dict:
-    """Score every region of ``regions`` with ``model`` into ``tables.gold_scores``.
+    """Score every region of ``regions`` with ``model`` into ``tables.gold_scores``, in one pass and
+    one commit.
+
+    The commit replaces this run's rows (``replaceWhere`` on the run id), and a region of this run
+    no longer present is removed. With ``score.only_regions`` it replaces only those regions' rows
+    (run id and region), so runs for different regions can write at once without conflicting.
 
     Args:
         spark: the session.
@@ -286,20 +260,16 @@ def score_regions(spark: SparkSession, cfg: Config, model: Transformer, threshol
         threshold: prospects are users with probability > threshold.
         version: model version written to every row.
         regions: bronze-shaped users with a ``region`` column (one run).
-        mode: ``parallel`` | ``single_pass`` | ``sequential`` (default ``score.mode``).
         required: raw columns the model reads (default: derived from the pipeline's stages).
         scored_at: timestamp for every row (default: now).
         validated: users per region when the caller already ran :func:`validate_regions`.
 
     Returns:
-        ``{"mode", "regions": {region: users}, "seconds", "writes": [...]}``.
+        ``{"regions": {region: users}, "seconds", "rows", "scored_at"}``.
 
     Raises:
-        JobError: unknown mode, or a column missing (before any write).
+        JobError: a column missing (before any write).
     """
-    mode = mode or cfg.get("score.mode")
-    if mode not in MODES:
-        raise JobError(f"score.mode must be one of {MODES}, got {mode!r}")
     s = ScoreSettings.from_config(cfg, threshold, version, scored_at)
     path = cfg.table("gold_scores")
     if validated is None:
@@ -309,35 +279,27 @@ def score_regions(spark: SparkSession, cfg: Config, model: Transformer, threshol
                                      id_column=s.id_column)
     found = sorted(r for r, n in validated.items() if n > 0)
     restricted = bool(cfg.get("score.only_regions"))  # other regions of the run are left as they are
-    mode = "sequential" if restricted and mode == "single_pass" else mode
     try:  # the whole plan must analyse (every column the model reads is there) before any write
-        regions.limit(0).transform(score_frame(model, s)).schema
+        regions.limit(0).transform(probabilities(model, s.id_column)).schema
     except Exception as exc:  # noqa: BLE001 - reported as one clear error
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise JobError(f"bronze regions cannot be scored by model {version}: {first}: nothing was written") from exc
-    started = time.time()
-    writes: list[dict] = []
+    started, rows = time.time(), 0
     if found:
-        ensure_scores_table(spark, path, regions.schema[cfg.columns.id_column].dataType)
-    if mode == "single_pass" and found:
-        df = regions.where(F.col("region").isin(found)).transform(score_frame(model, s))
-        metrics = tables.replace_partition(df, path, where={"run_id": s.run_id}, partition_by=SCORE_PARTITIONS,
-                                           metrics=True)
-        writes.append({"region": "*", "rows": metrics.get("numOutputRows")})
-    elif mode == "sequential":
-        writes = [_write_region(model, s, regions, r, path) for r in found]
-    elif found:
-        workers = max(1, min(int(cfg.get("score.max_parallel")), len(found)))
-        log.info("scoring %d regions with %d threads (scheduler mode %s)", len(found), workers,
-                 spark.sparkContext.getConf().get("spark.scheduler.mode", "FIFO"))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="score") as pool:
-            futures = [pool.submit(_write_region, model, s, regions, r, path, f"score-{r}") for r in found]
-            writes = [f.result() for f in futures]
+        scored = regions.where(F.col("region").isin(found)).transform(probabilities(model, s.id_column))
+        ranked, cached = rank_in_regions(scored, s.deciles)
+        try:
+            where = {"run_id": s.run_id, **({"region": found} if restricted else {})}
+            metrics = tables.replace_partition(ranked.transform(gold_rows(s)), path, where=where,
+                                               partition_by=SCORE_PARTITIONS, metrics=True)
+            rows = tables.rows_written(metrics)
+        finally:
+            cached.unpersist()
     if not restricted:
         delete_other_regions(spark, path, s.run_id, found)
     seconds = round(time.time() - started, 3)
-    log.info("scored %s users in %d region(s), mode %s, %.1f s", sum(validated.values()), len(found), mode, seconds)
-    return {"mode": mode, "regions": dict(sorted(validated.items())), "seconds": seconds, "writes": writes,
+    log.info("scored %s users in %d region(s), %.1f s", sum(validated.values()), len(found), seconds)
+    return {"regions": dict(sorted(validated.items())), "seconds": seconds, "rows": rows,
             "scored_at": s.scored_at.isoformat()}
 
 
@@ -430,7 +392,7 @@ def read_regions(spark: SparkSession, cfg: Config) -> tuple[DataFrame, str | Non
     if not tables.is_delta(spark, path):
         raise JobError(f"no bronze regions table at {path}: run the ingest stage first")
     try:
-        return tables.read_run(spark, path)
+        return runlog.read_latest(spark, cfg, path, "ingest")
     except ValueError:
         log.warning("bronze regions table %s holds no rows: nothing to score", path)
         return tables.read(spark, path).limit(0), None
@@ -447,16 +409,18 @@ def _training_users(spark: SparkSession, cfg: Config, row: dict | None) -> tuple
                     if row.get(k) is not None), None) if same_table else None
     run = next((row[k] for k in ("train_run_id", "training_run_id", "bronze_run_id", "data_run_id")
                 if row.get(k)), None)
+    if run is None:
+        try:
+            run = runlog.read_latest(spark, cfg, path, "ingest")[1]
+        except ValueError:
+            return None, f"{path} holds no run"
     df = tables.read(spark, path, int(version) if version is not None else None)
-    if run is None:
-        run = tables.latest_run_id(df.select("run_id"))
-    if run is None:
-        return None, f"{path} holds no run"
     what = f"{path} run {run}" + (f" (version {version})" if version is not None else "")
     return df.where(F.col("run_id") == run), what
 
 
-def run(cfg: Config, spark: SparkSession, version: str | None = None, mode: str | None = None) -> dict:
+@runlog.logged("score")
+def run(cfg: Config, spark: SparkSession, version: str | None = None) -> dict:
     """Job entry: score every region of the latest bronze regions run with the registered model.
 
     Steps: load the model (``score.model_version``, default latest) -> read and validate the
@@ -464,7 +428,7 @@ def run(cfg: Config, spark: SparkSession, version: str | None = None, mode: str 
     region summary -> segment profiles, actions, campaign list, drift -> figures.
 
     Returns:
-        a JSON-able summary: model version, mode, per-region users/prospects/share, seconds,
+        a JSON-able summary: model version, per-region users/prospects/share, seconds,
         drift warnings, figures.
     """
     from prospects.scoring import segments as seg
@@ -489,11 +453,11 @@ def run(cfg: Config, spark: SparkSession, version: str | None = None, mode: str 
     for r in expected:
         validated.setdefault(r, 0)
     timings: dict[str, float] = {}
-    scored = score_regions(spark, cfg, model, threshold, model_version, regions, mode=mode, validated=validated)
+    scored = score_regions(spark, cfg, model, threshold, model_version, regions, validated=validated)
     timings["score"] = scored["seconds"]
     found = [r for r, n in scored["regions"].items() if n > 0]
     if only:  # run-level outputs (summary, segments, ...) are refreshed by an unrestricted run
-        return {"model_version": model_version, "mode": scored["mode"], "only_regions": only,
+        return {"model_version": model_version, "only_regions": only,
                 "bronze_run_id": bronze_run, "regions": {r: scored["regions"].get(r, 0) for r in only}}
 
     t = time.time()
@@ -514,7 +478,7 @@ def run(cfg: Config, spark: SparkSession, version: str | None = None, mode: str 
                             train, train_what)
     timings.update(extra.pop("seconds", {}))
     result = {
-        "model_version": model_version, "threshold": threshold, "mode": scored["mode"],
+        "model_version": model_version, "threshold": threshold,
         "bronze_run_id": bronze_run, "users": sum(scored["regions"].values()),
         "regions": {r["region"]: {"users": r["users"], "prospects": r["prospects"],
                                   "prospect_share": round(r["prospect_share"], 4),

@@ -33,6 +33,7 @@ from prospects.core import tables
 from prospects.core.config import Config, join_path
 from prospects.core.dictionary import ColumnDictionary
 from prospects.core.errors import JobError
+from prospects.core.figures import Folder, pyplot
 
 log = logging.getLogger(__name__)
 
@@ -463,7 +464,7 @@ def plot_region_segments(profile, region: str, title: str | None = None):
     Args:
         profile: pandas frame of the segment profile rows (any regions; ``region`` selects).
     """
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     rows = profile[profile["region"] == region]
@@ -497,7 +498,7 @@ def plot_region_comparison(summary):
     Args:
         summary: pandas frame of region summary rows.
     """
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     s = summary.sort_values("region")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
@@ -524,7 +525,7 @@ def plot_region_comparison(summary):
 
 def plot_drift(rows, warn: float, columns: ColumnDictionary | None = None, top: int = 15):
     """Horizontal bars of the features with the largest PSI (max over regions), one bar per region."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     best = rows.groupby("feature")["psi"].max().sort_values(ascending=False).head(top)
@@ -545,22 +546,6 @@ def plot_drift(rows, warn: float, columns: ColumnDictionary | None = None, top: 
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def _save(fig, folder: str, name: str) -> str | None:
-    import matplotlib.pyplot as plt
-
-    if "://" in folder:
-        log.warning("figures are written to local paths only; skipped %s/%s", folder, name)
-        plt.close(fig)
-        return None
-    from pathlib import Path
-
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    path = str(Path(folder) / name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -675,22 +660,23 @@ def write_figures(spark: SparkSession, cfg: Config, summary_rows: list[dict], dr
     """Region comparison, one segment figure per region, drift; PNGs under reports/<run_id>/score."""
     import pandas as pd
 
-    folder = join_path(cfg.path("reports"), cfg.run_id, "score")
-    paths: list[str | None] = []
+    folder = Folder(spark, join_path(cfg.path("reports"), cfg.run_id, "score"))
+    paths: list[str] = []
     scored = [r for r in summary_rows if r["users"]]
     if not scored:
         return []
-    paths.append(_save(plot_region_comparison(pd.DataFrame(summary_rows)), folder, "regions.png"))
+    paths.append(folder.save(plot_region_comparison(pd.DataFrame(summary_rows)), "regions.png", tight=False))
     seg_path = cfg.table("gold_segments")
     if tables.is_delta(spark, seg_path):
         prof, _ = tables.read_run(spark, seg_path, cfg.run_id)
         pdf = prof.toPandas()  # one row per region x segment: small
         for r in scored:
             if (pdf["region"] == r["region"]).any():
-                paths.append(_save(plot_region_segments(pdf, r["region"]), folder, f"segments_{r['region']}.png"))
+                paths.append(folder.save(plot_region_segments(pdf, r["region"]), f"segments_{r['region']}.png",
+                                         tight=False))
     if drift_rows:
-        paths.append(_save(plot_drift(pd.DataFrame(drift_rows), warn, cfg.columns), folder, "drift.png"))
-    return [p for p in paths if p]
+        paths.append(folder.save(plot_drift(pd.DataFrame(drift_rows), warn, cfg.columns), "drift.png", tight=False))
+    return paths
 
 
 def summarise(rows: Iterable[dict]) -> str:

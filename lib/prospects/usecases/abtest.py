@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 from scipy.stats import norm
 
-from prospects.core import tables
+from prospects.core import runlog, tables
 from prospects.core.config import Config
 from prospects.core.errors import JobError
 
@@ -161,12 +161,13 @@ def simulate_outcomes(assignments: DataFrame, id_col: str, rates: Mapping[str, f
 # ---------------------------------------------------------------------------------------------
 # Stages
 # ---------------------------------------------------------------------------------------------
+@runlog.logged("ab_assign")
 def run_assign(cfg: Config, spark: SparkSession, scores: DataFrame | None = None) -> dict:
     """Assign the customers of the tiers ``abtest.tiers`` (from the latest ``churn_scores`` run) to
     the arms ``abtest.arms`` and write table ``ab_assignments`` (partitioned by run_id)."""
     id_col = cfg.columns.id_column
     if scores is None:
-        scores, scores_run = tables.read_run(spark, cfg.table("churn_scores"))
+        scores, scores_run = runlog.read_latest(spark, cfg, cfg.table("churn_scores"), "churn_insights")
     else:
         scores_run = None
     if "tier" not in scores.columns:
@@ -220,11 +221,12 @@ def load_outcomes(cfg: Config, spark: SparkSession, assignments: DataFrame) -> D
     return joined
 
 
+@runlog.logged("ab_analyze")
 def run_analyze(cfg: Config, spark: SparkSession, outcomes: DataFrame | None = None) -> dict:
     """Analyse the latest assignment run against its outcomes; write table ``ab_results``."""
     ret = cfg.get("abtest.retained_column")
     if outcomes is None:
-        assignments, assign_run = tables.read_run(spark, cfg.table("ab_assignments"))
+        assignments, assign_run = runlog.read_latest(spark, cfg, cfg.table("ab_assignments"), "ab_assign")
         outcomes = load_outcomes(cfg, spark, assignments)
     else:
         assign_run = None

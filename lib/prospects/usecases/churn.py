@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,9 +35,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from prospects.core import tables
+from prospects.core import runlog, tables
 from prospects.core.config import Config, join_path
 from prospects.core.dictionary import ColumnDictionary
+from prospects.core.figures import Folder, pyplot
 
 log = logging.getLogger(__name__)
 
@@ -676,16 +676,9 @@ def segment_customers(df: DataFrame, id_col: str, columns: ColumnDictionary, fea
 # ---------------------------------------------------------------------------------------------
 # Figures
 # ---------------------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_tiers(tiers_rows: list, path: str) -> str:
+def plot_tiers(tiers_rows: list):
     """Bar chart: share of customers and churn rate per risk tier."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     names = [r["tier"] for r in tiers_rows]
     x = range(len(names))
@@ -697,14 +690,12 @@ def plot_tiers(tiers_rows: list, path: str) -> str:
     ax.set_title("Churn risk tiers: size and observed churn rate")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def plot_drivers(driver_rows: list, path: str, top: int = 12) -> str:
+def plot_drivers(driver_rows: list, top: int = 12):
     """Horizontal bars: importance of the top drivers, red when the driver raises churn."""
-    plt = _plt()
+    plt = pyplot()
     rows = driver_rows[:top][::-1]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
     colors = ["tab:red" if r["kind"] == "categorical" or r["effect"] > 0 else "tab:blue" for r in rows]
@@ -717,14 +708,12 @@ def plot_drivers(driver_rows: list, path: str, top: int = 12) -> str:
     ax.set_title("Global churn drivers (red: raises churn, blue: higher value lowers churn)")
     ax.set_xlim(0, max([r["importance"] for r in rows] + [0.01]) * 1.6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def plot_segments(profile_rows: list, path: str) -> str:
+def plot_segments(profile_rows: list):
     """Bars: share of customers and churn rate per K-means segment."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [f"{r['segment']}: {r['segment_name']}" for r in profile_rows]
     x = range(len(names))
@@ -736,9 +725,7 @@ def plot_segments(profile_rows: list, path: str) -> str:
     ax.set_title("Customer segments (K-means): size and churn rate")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------
@@ -757,7 +744,7 @@ def run(cfg: Config, spark: SparkSession, model: Any, customers: DataFrame | Non
     columns = cfg.columns
     id_col, label_col = cfg.columns.id_column, cfg.columns.label_column
     if customers is None:
-        customers, _ = tables.read_run(spark, cfg.table("bronze_users"))
+        customers, _ = runlog.read_latest(spark, cfg, cfg.table("bronze_users"), "ingest")
     feats = [s.column for s in columns.features if s.column in customers.columns]
     if id_col not in customers.columns:
         raise ValueError(f"churn: id column '{id_col}' not in the customers table ({customers.columns})")
@@ -807,13 +794,10 @@ def run(cfg: Config, spark: SparkSession, model: Any, customers: DataFrame | Non
     tables.replace_partition(profiles.select("*", run_id), cfg.table("churn_segment_profiles"), **write)
 
     tier_rows, driver_rows, prof_rows = tiers.collect(), drivers.collect(), profiles.collect()
-    fig_dir = join_path(cfg.path("reports"), cfg.run_id, "churn")
-    figures = []
-    if "://" not in fig_dir:
-        os.makedirs(fig_dir, exist_ok=True)
-        figures = [plot_tiers(tier_rows, join_path(fig_dir, "risk_tiers.png")),
-                   plot_drivers(driver_rows, join_path(fig_dir, "drivers.png")),
-                   plot_segments(prof_rows, join_path(fig_dir, "segments.png"))]
+    folder = Folder(spark, join_path(cfg.path("reports"), cfg.run_id, "churn"))
+    figures = [folder.save(plot_tiers(tier_rows), "risk_tiers.png", tight=False),
+               folder.save(plot_drivers(driver_rows), "drivers.png", tight=False),
+               folder.save(plot_segments(prof_rows), "segments.png", tight=False)]
     base.unpersist()
     reasons.unpersist()
     summary = {
@@ -830,6 +814,7 @@ def run(cfg: Config, spark: SparkSession, model: Any, customers: DataFrame | Non
     return summary
 
 
+@runlog.logged("churn_insights")
 def run_job(cfg: Config, spark: SparkSession, version: str | None = None, model_path: str | None = None) -> dict:
     """Job entry: the churn model from ``model_path`` (a saved PipelineModel) or the registry
     (``version``, default the latest chosen model of the use case), then :func:`run`."""

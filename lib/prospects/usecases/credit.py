@@ -37,7 +37,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from prospects.core import tables
+from prospects.core import runlog, storage, tables
 from prospects.core.config import Config, join_path, load_config, raw_name
 from prospects.core.errors import JobError
 from prospects.synthetic import generator as g
@@ -210,9 +210,10 @@ def _scores(spark: SparkSession, cfg: Config, lakehouse_key: str) -> tuple[DataF
     if not tables.is_delta(spark, path):
         raise JobError(f"credit targets: no scores at {path} (credit.{lakehouse_key}): run ingest, train and "
                        "score for that label first (docs/use_cases.md)")
-    return tables.read_run(spark, path)
+    return runlog.read_latest(spark, cfg, path, "score", log_path=join_path(root, cfg["tables"]["run_log"]))
 
 
+@runlog.logged("credit_targets")
 def run_targets(cfg: Config, spark: SparkSession, demand: DataFrame | None = None,
                 risk: DataFrame | None = None) -> dict:
     """Job entry: the target list from the latest scores of the demand and risk runs
@@ -290,32 +291,12 @@ def user_base_config(cfg: Config) -> Config:
 
 def _read_text(spark: SparkSession, path: str) -> str | None:
     """The first line of a small text file, None when it is absent or unreadable."""
-    fs, p = tables.hadoop_fs(spark, path)
-    if not fs.exists(p):
-        return None
     try:
-        stream = fs.open(p)
-        try:
-            jio = spark.sparkContext._jvm.java.io
-            return jio.BufferedReader(jio.InputStreamReader(stream, "UTF-8")).readLine()
-        finally:
-            stream.close()
+        text = storage.read_text(spark, path)
     except Exception:  # noqa: BLE001 - an unreadable record means: generate again
         log.warning("could not read %s: ignored", path)
         return None
-
-
-def _write_text(spark: SparkSession, path: str, text: str) -> None:
-    fs, p = tables.hadoop_fs(spark, path)
-    out = fs.create(p, True)
-    try:
-        out.write(bytearray(text.encode("utf-8")))
-    finally:
-        out.close()
-    # Hadoop's local checksum file would make a later edit of the record unreadable.
-    crc = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(p.getParent(), f".{p.getName()}.crc")
-    if fs.exists(crc):
-        fs.delete(crc, False)
+    return None if text is None else (text.splitlines() or [""])[0]
 
 
 def _user_base_state(spark: SparkSession, base: Config) -> dict:
@@ -328,9 +309,8 @@ def _user_base_state(spark: SparkSession, base: Config) -> dict:
     raw, fmt = base.path("raw"), base.get("dataset.format")
     files = {}
     for name in [p.name for p in g.plan(base)] + [base.get("dataset.label_file")]:
-        fs, p = tables.hadoop_fs(spark, join_path(raw, raw_name(name, fmt)))
-        files[name] = ([int(fs.getContentSummary(p).getLength()), int(fs.getFileStatus(p).getModificationTime())]
-                       if fs.exists(p) else None)
+        found = storage.size_and_time(spark, join_path(raw, raw_name(name, fmt)))
+        files[name] = list(found) if found else None
     return {"settings": settings, "files": files}
 
 
@@ -368,7 +348,7 @@ def ensure_user_base(cfg: Config, spark: SparkSession) -> dict:
     log.info("generating the user base: %s", reason)
     base = user_base_config(cfg)
     summary = g.generate(base, spark)
-    _write_text(spark, join_path(base.path("raw"), USER_BASE_MARKER),
+    storage.write_text(spark, join_path(base.path("raw"), USER_BASE_MARKER),
                 json.dumps(_user_base_state(spark, base), sort_keys=True))
     return {"generated": True, "reason": reason, "generator": summary}
 
