@@ -67,7 +67,7 @@ def test_xgboost_model_is_registered_saved_and_scores_with_a_probability_vector(
     assert reg.model_type == "xgboost_rf" and 0 < reg.threshold < 1
     from prospects.core import tables
 
-    regions, _ = tables.read_run(spark, cfg.table("bronze_regions"))
+    regions, _ = tables.read_run(spark, cfg.table("bronze_regions"), cfg.run_id)
     out = reg.model.transform(regions.limit(20))
     assert isinstance(out.schema["probability"].dataType, VectorUDT)
     probs = [r.probability for r in out.select("probability").collect()]

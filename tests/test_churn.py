@@ -216,18 +216,18 @@ def test_telco_end_to_end(spark, make_cfg):
     n_test = test.count()
     summary = churn.run(cfg, spark, model, customers=test)
     assert summary["customers"] == n_test
-    tiers = {r["tier"]: r for r in tables.read_run(spark, cfg.table("churn_tiers"))[0].collect()}
+    tiers = {r["tier"]: r for r in tables.read_run(spark, cfg.table("churn_tiers"), cfg.run_id)[0].collect()}
     assert tiers["high"]["churn_rate"] > tiers["medium"]["churn_rate"] > tiers["low"]["churn_rate"]
-    drivers = {r["feature"]: r for r in tables.read_run(spark, cfg.table("churn_drivers"))[0].collect()}
+    drivers = {r["feature"]: r for r in tables.read_run(spark, cfg.table("churn_drivers"), cfg.run_id)[0].collect()}
     assert drivers["Contract"]["high_risk_value"] == "Month-to-month"
     assert drivers["tenure"]["effect"] < 0  # long-standing customers churn less
     assert drivers["Contract"]["importance_source"] == "model"
-    scores = tables.read_run(spark, cfg.table("churn_scores"))[0]
+    scores = tables.read_run(spark, cfg.table("churn_scores"), cfg.run_id)[0]
     assert scores.count() == n_test
     high = scores.where("tier = 'high'")
     assert high.where(F.size("reasons") == 0).count() == 0  # high-risk customers all have reasons
     assert high.where("reason_1 IS NULL").count() == 0
-    prof = tables.read_run(spark, cfg.table("churn_segment_profiles"))[0].collect()
+    prof = tables.read_run(spark, cfg.table("churn_segment_profiles"), cfg.run_id)[0].collect()
     assert len(prof) == 4 and len({r["segment_name"] for r in prof}) == 4
     rates = sorted(r["churn_rate"] for r in prof)
     assert rates[-1] - rates[0] > 0.2  # segments differ in churn

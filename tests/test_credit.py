@@ -104,7 +104,7 @@ def test_run_targets_writes_the_table(spark, make_cfg):
     risk = spark.createDataFrame([(1, "A", 0.05), (2, "A", 0.01)], "user_id long, region string, probability double")
     summary = credit.run_targets(cfg, spark, demand=demand, risk=risk)
     assert summary["regions"]["A"]["targets"] == 1
-    written, run = tables.read_run(spark, cfg.table("credit_targets"))
+    written, run = tables.read_run(spark, cfg.table("credit_targets"), cfg.run_id)
     assert run == "c1" and [r["user_id"] for r in written.collect()] == [1]
 
 
@@ -155,7 +155,7 @@ def test_credit_pipeline_end_to_end(spark, make_cfg, tmp_path):
     assert risk_label == pytest.approx(labels["risk_rate"], abs=1e-3)  # the risk run trained on the risk label
 
     summary = credit.run_targets(demand_cfg, spark)
-    targets, run = tables.read_run(spark, demand_cfg.table("credit_targets"))
+    targets, run = tables.read_run(spark, demand_cfg.table("credit_targets"), demand_cfg.run_id)
     assert run == "t1" and targets.count() > 0
     dmin, rmax = demand_cfg.get("credit.demand_min"), demand_cfg.get("credit.risk_max")
     bad = targets.where((F.col("demand_probability") < dmin) | (F.col("risk_probability") > rmax)).count()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from prospects.core import tables
+from prospects.core import runlog, tables
 from prospects.core.errors import IngestError, JobError
 from prospects.ingest import stage as ingest
 from prospects.synthetic import generator
@@ -131,13 +131,23 @@ def test_rerun_replaces_and_a_new_run_appends(spark, make_cfg, raw):
     users = tables.read(spark, cfg.table("bronze_users"))
     assert users.count() == 80
     assert tables.read(spark, cfg.table("bronze_regions")).count() == 50
-    assert tables.read(spark, cfg.table("run_log")).count() == 1
+    log = tables.read(spark, cfg.table("run_log")).collect()
+    assert [(r["job"], r["run_id"], r["status"]) for r in log] == [("ingest", "2026-10-01", "ok")] * 2  # one per run
     ingest.run(make_cfg(overrides=["run.id=2026-11-01"]), spark)
     counts = {r["run_id"]: r["n"] for r in tables.read(spark, cfg.table("bronze_users"))
               .groupBy("run_id").agg(F.count("*").alias("n")).collect()}
     assert counts == {"2026-10-01": 80, "2026-11-01": 80}
-    latest, run = tables.read_run(spark, cfg.table("bronze_users"))
+    reader = make_cfg(overrides=["run.id=2026-12-01"])          # a later stage's run, not in bronze
+    latest, run = runlog.read_latest(spark, reader, cfg.table("bronze_users"), "ingest")
     assert run == "2026-11-01" and latest.count() == 80
+    # "latest" is the run that finished last, not the greatest run id: an ad-hoc run is latest
+    # only until the next scheduled run finishes
+    ingest.run(make_cfg(overrides=["run.id=backfill-x"]), spark)
+    assert runlog.read_latest(spark, reader, cfg.table("bronze_users"), "ingest")[1] == "backfill-x"
+    ingest.run(make_cfg(overrides=["run.id=2026-11-15"]), spark)
+    assert runlog.read_latest(spark, reader, cfg.table("bronze_users"), "ingest")[1] == "2026-11-15"
+    # the run read by a stage of a given run is that run's, when the table has it
+    assert runlog.read_latest(spark, cfg, cfg.table("bronze_users"), "ingest")[1] == "2026-10-01"
 
 
 def test_personal_data_never_reaches_a_table(spark, make_cfg, raw):

@@ -232,7 +232,7 @@ def profiled(spark, tmp_path_factory):
 
 
 def eda(spark, cfg, key):
-    df, run = tables.read_run(spark, cfg.table(key))
+    df, run = tables.read_run(spark, cfg.table(key), cfg.run_id)
     assert run == "r1"
     return [r.asDict() for r in df.collect()]
 
@@ -337,7 +337,7 @@ def test_profile_report_and_figures(profiled):
 def test_profile_rerun_replaces_its_run(spark, profiled):
     cfg, _, _ = profiled
     before = tables.read(spark, cfg.table("eda_columns")).count()
-    pf._write(cfg, "eda_columns", tables.read_run(spark, cfg.table("eda_columns"))[0].drop("run_id"))
+    pf._write(cfg, "eda_columns", tables.read_run(spark, cfg.table("eda_columns"), cfg.run_id)[0].drop("run_id"))
     assert tables.read(spark, cfg.table("eda_columns")).count() == before
 
 

@@ -1,4 +1,5 @@
-"""Scoring stage: modes give identical tables, reruns replace, summary = hand count, bad input."""
+"""Scoring stage: ranks and deciles as Spark's windows give them, reruns replace, summary = hand count,
+bad input."""
 
 from __future__ import annotations
 
@@ -66,12 +67,17 @@ def test_model_input_columns(model):
     assert scoring.model_input_columns(model) == ["X1", "X5", *NUMS]
 
 
-def test_score_frame_rank_decile_tier(spark, make_cfg):
+def scored_rows(df, model, s, deciles):
+    ranked, cached = scoring.rank_in_regions(df.transform(scoring.probabilities(model, "user_id")), deciles)
+    return ranked.transform(scoring.gold_rows(s)), cached
+
+
+def test_gold_rows_rank_decile_tier(spark, make_cfg):
     cfg = make_cfg(overrides=["run.id=r9", "score.deciles=2"])
     rows = [(1, "A", 0.9), (2, "A", 0.4), (3, "A", 0.4), (4, "A", 0.1), (5, "B", 0.55), (6, "B", 0.65)]
     df = spark.createDataFrame(rows, "user_id long, region string, p double")
     s = scoring.ScoreSettings.from_config(cfg, threshold=0.5, version="v3", scored_at=SCORED_AT)
-    out = df.transform(scoring.score_frame(FixedProbability(), s))
+    out, cached = scored_rows(df, FixedProbability(), s, s.deciles)
     assert out.columns == scoring.SCORE_COLUMNS
     expected = spark.createDataFrame([
         (1, "A", 0.9, 1, 1, 1, "high"), (2, "A", 0.4, 0, 1, 2, "medium"), (3, "A", 0.4, 0, 2, 3, "medium"),
@@ -80,41 +86,56 @@ def test_score_frame_rank_decile_tier(spark, make_cfg):
     assertDataFrameEqual(out.select(*expected.columns), expected)
     assert {tuple(r) for r in out.select("model_version", "run_id", "scored_at").distinct().collect()} == \
         {("v3", "r9", SCORED_AT)}
+    cached.unpersist()
 
 
-def test_modes_give_identical_tables(spark, make_cfg, tmp_path, model, regions):
-    outs = {}
-    for mode in scoring.MODES:
-        cfg = make_cfg(overrides=["run.id=r1"], root=tmp_path / mode)
-        res = scoring.score_regions(spark, cfg, model, 0.3, "v1", regions, mode=mode, scored_at=SCORED_AT)
-        assert res["regions"] == {"A": 400, "B": 700}
-        outs[mode] = read_scores(spark, cfg)
-    assert outs["sequential"].count() == 1100
-    assertDataFrameEqual(outs["parallel"], outs["sequential"])
-    assertDataFrameEqual(outs["single_pass"], outs["sequential"])
-    # ranks are a permutation 1..n within each region
-    check = outs["parallel"].groupBy("region").agg(F.count("*").alias("n"), F.max("rank").alias("m"),
-                                                    F.countDistinct("rank").alias("d")).collect()
-    assert all(r["n"] == r["m"] == r["d"] for r in check)
+@pytest.mark.parametrize("deciles", [10, 7])
+def test_ranks_and_deciles_equal_the_windows_over_whole_regions(spark, deciles):
+    """The one-sort ranking gives exactly what row_number / ntile over a window per region give:
+    regions spread over many tasks, regions smaller than the number of groups, ties broken by id."""
+    from pyspark.sql import Window
+
+    rows = spark.range(0, 20_000, numPartitions=8).select(
+        F.col("id").alias("user_id"),
+        F.when(F.col("id") % 97 == 0, "tiny").when(F.col("id") % 3 == 0, "A").otherwise("B").alias("region"),
+        (F.round(F.rand(5), 2)).alias("probability"))           # rounded: many ties
+    rows = rows.where((F.col("region") != "tiny") | (F.col("user_id") < 600))   # "tiny": 7 users
+    ranked, cached = scoring.rank_in_regions(rows, deciles)
+    order = Window.partitionBy("region").orderBy(F.col("probability").desc(), F.col("user_id").asc())
+    expected = rows.select("user_id", "region", "probability", F.row_number().over(order).cast("long").alias("rank"),
+                           F.ntile(deciles).over(order).cast("int").alias("decile"))
+    assertDataFrameEqual(ranked.select(*expected.columns), expected)
+    assert {r["region"]: r["n"] for r in rows.groupBy("region").agg(F.count("*").alias("n")).collect()}["tiny"] == 7
+    cached.unpersist()
 
 
 def test_rerun_replaces_and_keeps_other_runs(spark, make_cfg, model, regions):
     cfg1 = make_cfg(overrides=["run.id=r1"])
-    scoring.score_regions(spark, cfg1, model, 0.5, "v1", regions, mode="parallel", scored_at=SCORED_AT)
+    res = scoring.score_regions(spark, cfg1, model, 0.5, "v1", regions, scored_at=SCORED_AT)
+    assert res["regions"] == {"A": 400, "B": 700} and res["rows"] == 1100
     first = read_scores(spark, cfg1).cache()
-    scoring.score_regions(spark, cfg1, model, 0.5, "v1", regions, mode="parallel", scored_at=SCORED_AT)
+    scoring.score_regions(spark, cfg1, model, 0.5, "v1", regions, scored_at=SCORED_AT)
     assertDataFrameEqual(read_scores(spark, cfg1), first)
+    # ranks are a permutation 1..n within each region
+    check = first.groupBy("region").agg(F.count("*").alias("n"), F.max("rank").alias("m"),
+                                        F.countDistinct("rank").alias("d")).collect()
+    assert all(r["n"] == r["m"] == r["d"] for r in check)
     # another run id adds a run, the first stays
     cfg2 = make_cfg(overrides=["run.id=r2"])
-    scoring.score_regions(spark, cfg2, model, 0.5, "v1", regions, mode="single_pass", scored_at=SCORED_AT)
+    scoring.score_regions(spark, cfg2, model, 0.5, "v1", regions, scored_at=SCORED_AT)
     counts = {r["run_id"]: r["count"] for r in read_scores(spark, cfg1).groupBy("run_id").count().collect()}
     assert counts == {"r1": 1100, "r2": 1100}
     # re-running r2 with region A only removes r2's region B, r1 untouched
-    scoring.score_regions(spark, cfg2, model, 0.5, "v1", regions.where("region = 'A'"), mode="sequential",
-                          scored_at=SCORED_AT)
+    scoring.score_regions(spark, cfg2, model, 0.5, "v1", regions.where("region = 'A'"), scored_at=SCORED_AT)
     counts = {(r["run_id"], r["region"]): r["count"]
               for r in read_scores(spark, cfg1).groupBy("run_id", "region").count().collect()}
     assert counts == {("r1", "A"): 400, ("r1", "B"): 700, ("r2", "A"): 400}
+    # a run restricted to some regions (score.only_regions) replaces those and leaves the others
+    cfg3 = make_cfg(overrides=["run.id=r1", "score.only_regions=[B]"])
+    scoring.score_regions(spark, cfg3, model, 0.9, "v2", regions.where("region = 'B'"), scored_at=SCORED_AT)
+    versions = {(r["region"], r["model_version"]) for r in read_scores(spark, cfg1).where("run_id = 'r1'")
+                .select("region", "model_version").distinct().collect()}
+    assert versions == {("A", "v1"), ("B", "v2")}
 
 
 def test_region_summary_matches_hand_count(spark):
@@ -137,7 +158,7 @@ def test_region_summary_matches_hand_count(spark):
 def test_unseen_category_values_still_score(spark, make_cfg, model, regions):
     cfg = make_cfg(overrides=["run.id=r1"])
     odd = regions.where("region = 'A'").withColumn("X5", F.lit("未知用户")).withColumn("X1", F.lit("?"))
-    scoring.score_regions(spark, cfg, model, 0.5, "v1", odd, mode="parallel", scored_at=SCORED_AT)
+    scoring.score_regions(spark, cfg, model, 0.5, "v1", odd, scored_at=SCORED_AT)
     out = read_scores(spark, cfg)
     assert out.count() == 400
     assert out.where(F.col("probability").isNull() | F.isnan("probability")).count() == 0
@@ -147,17 +168,17 @@ def test_region_with_missing_column_is_refused_before_any_write(spark, make_cfg,
     cfg = make_cfg(overrides=["run.id=r1"])
     broken = regions.withColumn("X2", F.when(F.col("region") == "A", F.col("X2")))  # B's file lacked X2
     with pytest.raises(JobError, match=r"region B: column\(s\) \['X2'\] missing"):
-        scoring.score_regions(spark, cfg, model, 0.5, "v1", broken, mode="parallel")
+        scoring.score_regions(spark, cfg, model, 0.5, "v1", broken)
     assert not tables.is_delta(spark, cfg.table("gold_scores"))
     with pytest.raises(JobError, match=r"\['X36'\] missing in every region"):
-        scoring.score_regions(spark, cfg, model, 0.5, "v1", regions.drop("X36"), mode="single_pass")
+        scoring.score_regions(spark, cfg, model, 0.5, "v1", regions.drop("X36"))
     assert not tables.is_delta(spark, cfg.table("gold_scores"))
 
 
 def test_empty_regions_give_empty_result(spark, make_cfg, model, regions):
     cfg = make_cfg(overrides=["run.id=r1"])
-    res = scoring.score_regions(spark, cfg, model, 0.5, "v1", regions.limit(0), mode="parallel")
-    assert res["regions"] == {} and res["writes"] == []
+    res = scoring.score_regions(spark, cfg, model, 0.5, "v1", regions.limit(0))
+    assert res["regions"] == {} and res["rows"] == 0
     assert not tables.is_delta(spark, cfg.table("gold_scores"))
 
 
@@ -170,7 +191,7 @@ def install_registry(monkeypatch, load):
     stub = types.ModuleType("prospects.ml.registry")
     stub.load = load
     monkeypatch.setitem(sys.modules, "prospects.ml.registry", stub)
-    monkeypatch.setattr(prospects.ml, "registry", stub)
+    monkeypatch.setattr(prospects.ml, "registry", stub, raising=False)
 
 
 def write_bronze(spark, cfg, regions, train_n=1500):

@@ -338,6 +338,8 @@ def _check_settings(data: dict, source: str) -> None:
             raise ConfigError(f"{source}: dataset.{key} must be one character, got {ds[key]!r}")
     if ds["multiline"] not in MULTILINE:
         raise ConfigError(f"{source}: dataset.multiline must be one of {list(MULTILINE)}, got {ds['multiline']!r}")
+    if data["spark"]["s3a_jars"] not in ("auto", "always", "never"):
+        raise ConfigError(f"{source}: spark.s3a_jars must be auto, always or never, got {data['spark']['s3a_jars']!r}")
     if ds["format"] not in ("csv", "parquet"):
         raise ConfigError(f"{source}: dataset.format must be csv or parquet, got {ds['format']!r}")
 
