@@ -204,3 +204,19 @@ def test_label_values_other_than_0_1(spark, make_cfg):
 def test_missing_feature_column(spark, make_cfg):
     cfg = make_cfg()
     _expect_error(spark, cfg, _tiny(spark).drop("X26"), "\\['X26'\\] of the dictionary are absent")
+
+
+def test_versions_reserved_at_once_are_distinct_and_a_rerun_keeps_its_own(spark, make_cfg):
+    """Trainings reserving a version at the same moment get different numbers (Delta lets one MERGE
+    commit, the other picks again); a re-run of a run id gets its number back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfgs = [make_cfg(overrides=[f"run.id=2026-10-0{i}"]) for i in range(1, 5)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda c: registry.next_version(spark, c), cfgs))
+    assert sorted(n for _, n in got) == [1, 2, 3, 4]
+    assert [v for v, _ in got] == [registry.version_name(n, c.run_id) for (_, n), c in zip(got, cfgs)]
+    assert registry.next_version(spark, cfgs[2]) == got[2]                       # the same run id again
+    assert registry.next_version(spark, make_cfg(overrides=["run.id=backfill x"]))[1] == 5
+    rows = tables.read(spark, cfgs[0].table("model_versions")).collect()
+    assert len(rows) == 5 and len({r["version_number"] for r in rows}) == 5
