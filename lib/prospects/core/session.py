@@ -50,8 +50,9 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
     Raises:
         ConfigError: when run locally and the Delta jars were never fetched (``make setup``).
     """
-    builder = SparkSession.builder.appName(app_name or cfg.get("spark.app_name"))
-    if not launched_by_spark_submit():
+    builder = SparkSession.builder
+    if not launched_by_spark_submit():  # under spark-submit the application has its name (--name)
+        builder = builder.appName(app_name or cfg.get("spark.app_name"))
         jars = session_jars(cfg, cfg.conf_dir.parent)
         if not jars:
             raise ConfigError(
