@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,28 +45,33 @@ def fetch(jars_dir: str | Path, name: str, packages: str) -> list[str]:
     have = cached_jars(jars_dir, name, packages)
     if have:
         return have
-    from pyspark.sql import SparkSession
-
     folder = set_dir(jars_dir, name).absolute()
     ivy = folder / "ivy"
     ivy.mkdir(parents=True, exist_ok=True)
     for attempt in (1, 2):      # one more try after a dropped download
-        try:
-            spark = (SparkSession.builder.master("local[1]").appName(f"fetch-jars-{name}")
-                     .config("spark.jars.packages", packages)
-                     .config("spark.jars.ivy", str(ivy))
-                     .config("spark.ui.enabled", "false")
-                     .getOrCreate())
-            spark.stop()
+        # a JVM resolves spark.jars.packages only when it starts: one child process per set
+        done = subprocess.run([sys.executable, "-m", "prospects.core.jars", "resolve", packages, str(ivy)])
+        if done.returncode == 0:
             break
-        except Exception:  # noqa: BLE001 - the second failure is raised
-            if attempt == 2:
-                raise
+        if attempt == 2:
+            raise RuntimeError(f"Ivy could not resolve {packages} (exit {done.returncode})")
     if not any((ivy / "jars").glob("*.jar")):
         raise RuntimeError(f"Ivy resolved no jar for {packages} into {ivy}")
     shutil.rmtree(ivy / "cache", ignore_errors=True)   # the jars are in ivy/jars; the download cache doubles them
     (folder / MARKER).write_text(packages + "\n")
     return cached_jars(jars_dir, name, packages)
+
+
+def resolve(packages: str, ivy: str) -> None:
+    """Ivy resolution of ``packages`` into ``ivy`` by a local session's start (run in a fresh process)."""
+    from pyspark.sql import SparkSession
+
+    spark = (SparkSession.builder.master("local[1]").appName("fetch-jars")
+             .config("spark.jars.packages", packages)
+             .config("spark.jars.ivy", ivy)
+             .config("spark.ui.enabled", "false")
+             .getOrCreate())
+    spark.stop()
 
 
 def product_sets(cfg) -> dict[str, str]:
@@ -99,9 +105,13 @@ def session_jars(cfg, root: str | Path = ".") -> list[str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["fetch", "list"])
+    parser.add_argument("command", choices=["fetch", "list", "resolve"])
+    parser.add_argument("args", nargs="*", help="resolve: PACKAGES IVY_DIR")
     parser.add_argument("--conf-dir", default=None)
     args = parser.parse_args(argv)
+    if args.command == "resolve":
+        resolve(*args.args)
+        return 0
     from prospects.core.config import load_config
 
     cfg = load_config(conf_dir=args.conf_dir)
