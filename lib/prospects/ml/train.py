@@ -37,7 +37,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from prospects.core import runlog, tables
+from prospects.core import runlog, storage, tables
 from prospects.core.config import Config, join_path
 from prospects.core.errors import TrainingInputError
 from prospects.core.figures import Folder
@@ -318,19 +318,13 @@ def with_threshold(model: Any, threshold: float) -> Any:
 # ---------------------------------------------------------------------------------------------
 # The job
 # ---------------------------------------------------------------------------------------------
-def _exists(spark: SparkSession, path: str) -> bool:
-    jvm = spark.sparkContext._jvm
-    p = jvm.org.apache.hadoop.fs.Path(path)
-    return p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(p)
-
-
 def read_oracle(spark: SparkSession, cfg: Config) -> DataFrame | None:
     """The generator's oracle probabilities (``user_id``, ``probability``), when the file exists."""
     name = cfg.get("generator.oracle_file")
     if not name:
         return None
     path = join_path(cfg.path("raw"), name)
-    if not _exists(spark, path):
+    if not storage.exists(spark, path):
         log.info("no oracle file at %s: oracle AUC not computed", path)
         return None
     return spark.read.parquet(path)
