@@ -41,7 +41,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "benchmarks"
 DEFAULT_WORK = "/tmp/prospects_bench"
 PRODUCT_STAGES = ("ingest", "profile", "train", "score")
@@ -474,12 +474,25 @@ def write_plot(data: dict, path: Path) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------
+def default_key() -> str:
+    """Today's date (UTC) and the short commit of HEAD, ``YYYY-MM-DD-<commit>``; the date alone without git."""
+    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return today
+    return f"{today}-{commit}" if commit else today
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark the product against the pandas + scikit-learn reference.")
     p.add_argument("--sizes", default="200000,1000000", help="comma-separated labelled-user counts")
     p.add_argument("--work", default=DEFAULT_WORK, help="scratch folder (raw files, lakehouse, logs)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="results folder (results.json, README.md, scaling.png)")
-    p.add_argument("--key", default="default", help="results key (e.g. a machine or configuration name)")
+    p.add_argument("--key", default=default_key(),
+                   help="results key (default: today's UTC date and HEAD's short commit, YYYY-MM-DD-<commit>, "
+                        "or the date alone without git)")
     p.add_argument("--trainer", default="xgboost_rf", choices=["xgboost_rf", "random_forest"])
     p.add_argument("--compare", default="", help="further trainers timed on the train stage alone")
     p.add_argument("--trees", type=int, default=100)
