@@ -6,10 +6,10 @@ through ``./spark-submit.sh --master spark://127.0.0.1:<port>`` exactly as an op
 the lakehouse is on local disk, shared by the workers of this one machine. Outputs are checked with
 the test session (``spark`` fixture) reading the same Delta tables.
 
-Faults: a worker (and its executor) killed by pid during training; the driver killed (SIGKILL of
-its process group) right after the first region's scores were committed; two scoring runs for
-different regions at once. Plus the scheduled-run contract: a new month appends, a re-run replaces,
-time travel reads the previous state.
+Faults, each asserted: the driver killed (SIGKILL of its process group) during ingest, during
+training and while the scores are written; a worker (and its executor) killed during training and
+during scoring; two trainings at once; two scoring runs for different regions at once. Plus the
+scheduled-run contract: a new month appends, a re-run replaces, time travel reads the previous state.
 """
 
 from __future__ import annotations
@@ -27,11 +27,14 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from prospects.core import runlog
 from prospects.core.config import load_config
 from prospects.ml import train
 from prospects.synthetic import generator
 from tests.cluster import ROOT, StandaloneCluster, die_with_parent, free_port, tail
 from tests.conftest import TEST_SPARK
+
+pytestmark = pytest.mark.cluster
 
 SUBMIT = str(ROOT / "spark-submit.sh")
 REGIONS = {"A": 1500, "B": 1200, "C": 1000, "D": 800}
@@ -77,7 +80,8 @@ class Submitted:
         logs.mkdir(exist_ok=True)
         self.out_path, self.err_path = logs / f"{name}.out", logs / f"{name}.err"
         self.summary_path = logs / f"{name}.json"
-        self.cmd = [SUBMIT, "--master", cluster.master_url, "--total-executor-cores", str(cores),
+        self.cmd = [SUBMIT, "--master", cluster.master_url, "--name", f"prospects-{name}",
+                    "--total-executor-cores", str(cores),
                     "--executor-memory", "512m", "--driver-memory", "1g",
                     "--conf", f"spark.ui.port={free_port()}", "--conf", "spark.ui.showConsoleProgress=false",
                     job, *lake.settings, "--summary-file", str(self.summary_path), *args]
@@ -224,16 +228,27 @@ def test_cluster_runs_ingest_with_run_id(lake, spark):
     assert users == N_TRAIN
 
 
-def test_worker_killed_during_training_the_job_still_finishes(cluster, lake, spark):
-    job = Submitted(cluster, lake, "train-worker-kill", "train", [*TRAIN_SETTINGS, "--run-date", RUN])
-    wait_for(lambda: "training input" in job.log_text() and cluster.executors(1) and cluster.executors(2),
-             "training under way with an executor on each worker", job, timeout=300)
-    time.sleep(2.0)                                     # into the model fits
-    assert job.poll() is None, f"training ended before the fault\n{job.describe()}"
+def kill_worker_mid_job(cluster, job, ready: str, delay: float) -> list[int]:
+    """SIGKILL worker 1 and its executor once ``ready`` is in the job's log, ``delay`` s later."""
+    wait_for(lambda: ready in job.log_text() and cluster.executors(1) and cluster.executors(2),
+             f"'{ready}' with an executor on each worker", job, timeout=300)
+    time.sleep(delay)
+    assert job.poll() is None, f"the job ended before the fault\n{job.describe()}"
     executor_pids = [p.pid for p in cluster.executors(1)]
     killed = cluster.kill_worker(1)
     assert executor_pids and set(executor_pids) <= set(killed)
     print(f"[cluster] killed worker 1 and its executor: pids {killed} at {time.time() - job.started:.1f} s")
+    return killed
+
+
+def restart_worker(cluster) -> None:
+    cluster.start_worker(1)
+    cluster.wait_alive_workers(2)
+
+
+def test_worker_killed_during_training_the_job_still_finishes(cluster, lake, spark):
+    job = Submitted(cluster, lake, "train-worker-kill", "train", [*TRAIN_SETTINGS, "--run-date", RUN])
+    kill_worker_mid_job(cluster, job, "training input", 2.0)          # into the model fits
     summary = job.ok()
     assert summary["run_id"] == RUN
     assert LOST_EXECUTOR.search(job.log_text()), f"no executor loss in the driver log\n{job.describe()}"
@@ -244,47 +259,133 @@ def test_worker_killed_during_training_the_job_still_finishes(cluster, lake, spa
     assert sum(r["is_chosen"] for r in reg) == 1
     chosen = next(r for r in reg if r["is_chosen"])
     assert chosen["test_auc"] > 0.6 and Path(chosen["model_path"]).exists()
-    # bring the cluster back to two workers for the next tests
-    cluster.start_worker(1)
-    cluster.wait_alive_workers(2)
+    restart_worker(cluster)
+
+
+def saved_models(lake: Lake) -> set[str]:
+    """Every saved model folder: ``<models>/<version>/<model type>``."""
+    return {str(p.parent) for p in (lake.root / "lakehouse" / "models").glob("v*/*/metadata")}
+
+
+def registry_rows(spark, lake: Lake) -> list:
+    return spark.read.format("delta").load(lake.table("models/registry")).collect()
+
+
+def assert_registry_consistent(spark, lake: Lake) -> None:
+    """Every registry row has its saved model, every saved model its row, one number per run."""
+    rows = registry_rows(spark, lake)
+    assert {r["model_path"] for r in rows if r["model_path"]} == saved_models(lake)
+    numbers = {}
+    for r in rows:
+        numbers.setdefault(r["version_number"], set()).add(r["run_id"])
+    assert all(len(runs) == 1 for runs in numbers.values()), numbers
+    versions = spark.read.format("delta").load(lake.table("models/versions")).collect()
+    assert len({v["version_number"] for v in versions}) == len(versions) == len({v["run_id"] for v in versions})
+
+
+def test_driver_killed_during_training_leaves_registry_and_models_in_step(cluster, lake, spark):
+    """Killed after a model was saved and before the registry rows: the rerun of the run id keeps
+    its version number, saves over the same folders and registers them."""
+    run = "2026-10-02"
+    before = saved_models(lake)
+    job = Submitted(cluster, lake, "train-driver-kill", "train", [*TRAIN_SETTINGS, "--run-date", run])
+    new = wait_for(lambda: saved_models(lake) - before, "a model saved by the run", job, timeout=300, interval=0.1)
+    job.kill()
+    print(f"[cluster] driver killed at {time.time() - job.started:.1f} s, saved: {sorted(new)}")
+    assert not [r for r in registry_rows(spark, lake) if r["run_id"] == run]   # no row yet: none claims a model
+    summary = Submitted(cluster, lake, "train-rerun", "train", [*TRAIN_SETTINGS, "--run-date", run]).ok()
+    assert {Path(m).parent.name for m in new} == {summary["result"]["version"]}   # the same version again
+    assert_registry_consistent(spark, lake)
+
+
+def test_two_trainings_at_once_get_distinct_versions(cluster, lake, spark):
+    runs = ("2026-10-03", "2026-10-04")
+    jobs = [Submitted(cluster, lake, f"train-{r}", "train", [*TRAIN_SETTINGS, "--run-date", r], cores=1) for r in runs]
+    versions = [j.ok()["result"]["version"] for j in jobs]
+    assert len(set(versions)) == 2 and all(v.endswith(r) for v, r in zip(versions, runs))
+    assert_overlap(cluster, [j.name for j in jobs])
+    assert_registry_consistent(spark, lake)
+
+
+def test_driver_killed_during_ingest_then_the_rerun_completes_it(cluster, lake, spark):
+    """The three bronze tables commit one by one: a run killed between them has no run log row, so
+    no later stage takes it for the latest ingest; its rerun replaces whatever it had written."""
+    run = "2026-10-15"
+    users = lake.table("bronze/users")
+    seen = {v for v, _ in commits(users)}
+    job = Submitted(cluster, lake, "ingest-driver-kill", "ingest", ["--run-date", run])
+    wait_for(lambda: {v for v, _ in commits(users)} - seen, "a bronze table committed", job, timeout=300,
+             interval=0.05)
+    job.kill()
+    print(f"[cluster] ingest driver killed at {time.time() - job.started:.1f} s")
+    reader = lake.config(run_date="2026-12-31")
+    assert runlog.latest_run(spark, reader, "ingest")[:1] == [RUN]          # the killed run is not "latest"
+    assert runlog.read_latest(spark, reader, users, "ingest")[1] == RUN
+    summary = Submitted(cluster, lake, "ingest-rerun", "ingest", ["--run-date", run]).ok()
+    assert summary["result"]["reconciled"]
+    assert bronze_counts(spark, lake, run) == REGIONS
+    assert spark.read.format("delta").load(users).where(F.col("run_id") == run).count() == N_TRAIN
+    assert runlog.read_latest(spark, reader, users, "ingest")[1] == run
+
+
+def test_worker_killed_while_scores_are_written_the_job_still_finishes(cluster, lake, spark, model):
+    bronze = bronze_counts(spark, lake)
+    job = Submitted(cluster, lake, "score-worker-kill", "score", [*SCORE_SETTINGS, "--run-date", RUN])
+    kill_worker_mid_job(cluster, job, "loaded model", 1.0)
+    summary = job.ok()
+    assert summary["result"]["users"] == sum(bronze.values())
+    assert LOST_EXECUTOR.search(job.log_text()), f"no executor loss in the driver log\n{job.describe()}"
+    assert region_counts(spark, lake.table("gold/scores"), RUN) == bronze
+    ranks = (spark.read.format("delta").load(lake.table("gold/scores")).where(F.col("run_id") == RUN)
+             .groupBy("region").agg(F.count("*").alias("n"), F.countDistinct("rank").alias("d"),
+                                    F.max("rank").alias("m")).collect())
+    assert all(r["n"] == r["d"] == r["m"] for r in ranks)                     # each rank once, 1..n
+    restart_worker(cluster)
 
 
 def test_driver_killed_while_writing_scores_leaves_no_partial_region(cluster, lake, spark, model):
+    """One commit writes the run's scores: killed while its files are written, the table keeps its
+    previous state; no version ever holds part of a region. The next run completes it."""
     from delta.tables import DeltaTable
 
     path = lake.table("gold/scores")
     bronze = bronze_counts(spark, lake)
-    seen = {v for v, _ in commits(path)} if Path(path, "_delta_log").is_dir() else set()
-    job = Submitted(cluster, lake, "score-driver-kill", "score",
-                    [*SCORE_SETTINGS, "--set", "score.mode=sequential", "--run-date", RUN])
-    first = wait_for(lambda: next((v for v, info in commits(path) if v not in seen and is_region_write(info)), None)
-                     if Path(path, "_delta_log").is_dir() else None,
-                     "the first region's scores committed", job, timeout=300, interval=0.05)
+    run = "2026-10-20"
+    Submitted(cluster, lake, "ingest-for-kill", "ingest", ["--run-date", run]).ok()
+    versions = {v for v, _ in commits(path)} if Path(path, "_delta_log").is_dir() else set()
+    job = Submitted(cluster, lake, "score-driver-kill", "score", [*SCORE_SETTINGS, "--run-date", run])
+    files = wait_for(lambda: list(Path(path).glob(f"run_id={run}/region=*/*.parquet")),
+                     "score files of the run on disk", job, timeout=300, interval=0.05)
     job.kill()
-    print(f"[cluster] driver killed after commit {first} at {time.time() - job.started:.1f} s")
-    # readable, every committed version consistent: a region of the run is complete or absent
-    table = DeltaTable.forPath(spark, path)
-    latest = table.history(1).first()["version"]
-    assert latest >= first
-    for version in range(min(first, latest), latest + 1):
-        counts = region_counts(spark, path, RUN, version)
-        assert all(counts[r] == bronze[r] for r in counts), (version, counts, bronze)
-    written = [v for v, info in commits(path) if v not in seen and is_region_write(info)]
-    assert 1 <= len(written) < len(bronze), f"the kill came too late to test anything: commits {written}"
-    now = region_counts(spark, path, RUN)
+    print(f"[cluster] driver killed at {time.time() - job.started:.1f} s with {len(files)} data file(s) written")
+    latest = DeltaTable.forPath(spark, path).history(1).first()["version"]
+    for version in sorted({v for v, _ in commits(path)} - versions):
+        counts = region_counts(spark, path, run, version)
+        assert all(counts[r] == bronze[r] for r in counts), (version, counts, bronze)   # whole or absent
+    now = region_counts(spark, path, run)
+    assert now in ({}, bronze), now
     on_disk = len(list(Path(path).rglob("*.parquet")))
     live = len(spark.read.format("delta").load(path).inputFiles())
-    print(f"[cluster] after the kill: version {latest}, regions complete {sorted(now)}, "
-          f"absent {sorted(set(bronze) - set(now))}; region commits of the killed run {written}; "
+    print(f"[cluster] after the kill: version {latest}, run {run} regions {sorted(now)}; "
           f"{on_disk - live} data file(s) on disk not in the table")
-    # the next run completes it
-    summary = Submitted(cluster, lake, "score-rerun", "score", [*SCORE_SETTINGS, "--run-date", RUN]).ok()
+    summary = Submitted(cluster, lake, "score-rerun", "score", [*SCORE_SETTINGS, "--run-date", run]).ok()
     assert summary["result"]["users"] == sum(bronze.values())
-    assert region_counts(spark, path, RUN) == bronze
-    scores = spark.read.format("delta").load(path).where(F.col("run_id") == RUN)
+    assert region_counts(spark, path, run) == bronze
+    scores = spark.read.format("delta").load(path).where(F.col("run_id") == run)
     assert scores.select("user_id").distinct().count() == sum(bronze.values())
-    summary_rows = spark.read.format("delta").load(lake.table("gold/region_summary")).where(F.col("run_id") == RUN)
+    summary_rows = spark.read.format("delta").load(lake.table("gold/region_summary")).where(F.col("run_id") == run)
     assert {r["region"]: r["users"] for r in summary_rows.collect()} == bronze
+
+
+def assert_overlap(cluster, names: list[str]) -> list[tuple[float, float]]:
+    """The applications of the jobs ``names`` ran at the same time (their spans on the master overlap)."""
+    apps = {a["name"]: a for a in (cluster.state() or {}).get("completedapps", [])}
+    missing = [n for n in names if f"prospects-{n}" not in apps]
+    assert not missing, f"applications {missing} not on the master: {sorted(apps)}"
+    spans = [(apps[f"prospects-{n}"]["starttime"] / 1000.0,
+              (apps[f"prospects-{n}"]["starttime"] + apps[f"prospects-{n}"]["duration"]) / 1000.0) for n in names]
+    assert max(s for s, _ in spans) < min(e for _, e in spans), f"the runs did not overlap: {spans}"
+    return spans
 
 
 def test_two_scoring_runs_at_once_for_different_regions(cluster, lake, spark, model):
@@ -302,11 +403,9 @@ def test_two_scoring_runs_at_once_for_different_regions(cluster, lake, spark, mo
     jobs = [Submitted(cluster, lake, f"score-only-{r}", "score",
                       [*SCORE_SETTINGS, "--set", f"score.only_regions=[{r}]", "--run-date", RUN], cores=1)
             for r in ("A", "B")]
-    deadline = time.time() + 600
-    while any(j.poll() is None for j in jobs) and time.time() < deadline:   # note each one's end
-        time.sleep(0.2)
     summaries = [j.ok() for j in jobs]
     assert [s["result"]["regions"] for s in summaries] == [{"A": bronze["A"]}, {"B": bronze["B"]}]
+    spans = assert_overlap(cluster, [j.name for j in jobs])
     after = state()
     assert {r: n for r, (n, _) in after.items()} == bronze                 # nothing lost, no duplicates
     for r in ("A", "B"):
@@ -316,9 +415,7 @@ def test_two_scoring_runs_at_once_for_different_regions(cluster, lake, spark, mo
     new = [(v, info["operationParameters"]["predicate"]) for v, info in commits(path)
            if v > v0 and is_region_write(info)]
     assert len(new) == 2 and {("'A'" in p) for _, p in new} == {True, False}, new
-    retries = sum(len(re.findall("concurrent commit conflict", j.log_text())) for j in jobs)
-    spans = [(round(j.started - jobs[0].started, 1), round(j.ended - jobs[0].started, 1)) for j in jobs]
-    print(f"[cluster] concurrent region runs (wall spans {spans} s): commits {new}, conflict retries {retries}")
+    print(f"[cluster] concurrent region runs, application spans {spans}: commits {new}")
 
 
 def test_a_new_month_appends_and_time_travel_reads_the_previous_state(cluster, lake, spark, model):
@@ -351,6 +448,7 @@ def test_a_new_month_appends_and_time_travel_reads_the_previous_state(cluster, l
     assert as_of == 0
 
     # both months stay in bronze, each complete
-    per_run = spark.read.format("delta").load(users).groupBy("run_id").count().collect()
-    assert {r["run_id"]: r["count"] for r in per_run} == {RUN: N_TRAIN, NEXT: N_TRAIN}
+    per_run = {r["run_id"]: r["count"] for r in spark.read.format("delta").load(users).groupBy("run_id").count()
+               .collect()}
+    assert (per_run[RUN], per_run[NEXT]) == (N_TRAIN, N_TRAIN)
     assert region_counts(spark, lake.table("bronze/regions"), RUN) == bronze_run_before
