@@ -113,7 +113,7 @@ def test_assign_and_analyze_jobs_write_delta(spark, make_cfg, tmp_path):
     assert summary["customers"] == 300  # only the high tier enters (abtest.tiers)
     assert summary["by_tier_arm"] == {"high/data_bonus": 102, "high/contract_discount": 99, "high/control": 99}
     abtest.run_assign(cfg, spark, scores=scores)  # a re-run replaces its run
-    assigned, _ = tables.read_run(spark, cfg.table("ab_assignments"))
+    assigned, _ = tables.read_run(spark, cfg.table("ab_assignments"), cfg.run_id)
     assert assigned.count() == 300
 
     # observed outcomes from a CSV: everybody retained in treatment arms, nobody in control
@@ -125,7 +125,7 @@ def test_assign_and_analyze_jobs_write_delta(spark, make_cfg, tmp_path):
     res = abtest.run_analyze(cfg2, spark)
     assert res["arms"]["data_bonus"]["lift_abs"] == pytest.approx(1.0)
     assert res["arms"]["control"]["retention_rate"] == 0.0
-    written, _ = tables.read_run(spark, cfg.table("ab_results"))
+    written, _ = tables.read_run(spark, cfg.table("ab_results"), cfg.run_id)
     assert written.count() == 3
 
     # simulated outcomes (demo): known retention rates per arm are recovered roughly

@@ -70,9 +70,12 @@ def test_xgboost_model_is_registered_saved_and_scores_with_a_probability_vector(
     regions, _ = tables.read_run(spark, cfg.table("bronze_regions"), cfg.run_id)
     out = reg.model.transform(regions.limit(20))
     assert isinstance(out.schema["probability"].dataType, VectorUDT)
-    probs = [r.probability for r in out.select("probability").collect()]
+    rows = out.select("probability", "prediction").collect()
+    probs = [r.probability for r in rows]
     assert len(probs) == 20 and all(len(p) == 2 and abs(p[0] + p[1] - 1) < 1e-6 for p in probs)
-    scores, _ = tables.read_run(spark, cfg.table("gold_scores"))
+    # the registered threshold is the saved model's decision, as for Spark's trainers (not p > 0.5)
+    assert [r.prediction for r in rows] == [float(p[1] > reg.threshold) for p in probs]
+    scores, _ = tables.read_run(spark, cfg.table("gold_scores"), cfg.run_id)
     assert scores.count() == sum(bench.region_sizes(N).values())
 
 
