@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
-from pyspark.ml import Pipeline
+from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.feature import OneHotEncoder, SQLTransformer, StandardScaler, StringIndexer, VectorAssembler
@@ -157,15 +157,16 @@ def test_name_segments_gives_each_archetype_once():
 
 
 # -- segments ---------------------------------------------------------------------------------
-def test_segments_separate_groups_and_take_archetype_names(spark):
+def test_segments_separate_groups_and_take_archetype_names(spark, tmp_path):
     rows = ([(i, 100.0 + i % 3, "m2m", 1 if i % 4 else 0) for i in range(20)]
             + [(100 + i, 20.0 + i % 3, "2y", 0 if i % 5 else 1) for i in range(20)])
     df = spark.createDataFrame(rows, "id int, x double, c string, churn int")
     cols = ColumnDictionary.from_config({"id_column": "id", "label_file": "x", "columns": [
         {"code": "id", "type": "int", "role": "id"}, {"code": "x", "name": "charges", "type": "float"},
         {"code": "c", "name": "contract", "type": "string"}]})
-    seg, prof = churn.segment_customers(df, "id", cols, ["x", "c"], k=2, seed=1, label_col="churn",
-                                        archetypes={"price-sensitive": ["x", "c=m2m"], "loyal": ["-x", "c=2y"]})
+    seg, prof, model = churn.segment_customers(
+        df, "id", cols, ["x", "c"], k=2, seed=1, label_col="churn",
+        archetypes={"price-sensitive": ["x", "c=m2m"], "loyal": ["-x", "c=2y"]})
     profiles = {r["segment_name"]: r for r in prof.collect()}
     assert set(profiles) == {"price-sensitive", "loyal"}
     assert profiles["price-sensitive"]["churn_rate"] == pytest.approx(15 / 20)
@@ -175,6 +176,15 @@ def test_segments_separate_groups_and_take_archetype_names(spark):
     assert "charges" in profiles["loyal"]["traits"]
     per = seg.groupBy("segment_name").agg(F.min("id").alias("lo"), F.max("id").alias("hi")).collect()
     assert {(r["segment_name"], r["lo"], r["hi"]) for r in per} == {("price-sensitive", 0, 19), ("loyal", 100, 119)}
+    # the fitted pipeline is the whole segmentation: saved and reloaded, it assigns the same segments
+    assert [type(s).__name__ for s in model.stages] == [
+        "RuleImputerModel", "StringIndexerModel", "OneHotEncoderModel", "VectorAssembler", "StandardScalerModel",
+        "KMeansModel"]
+    assert churn.segment_slots(model, cols, ["x", "c"]) == ["x", "c=2y", "c=m2m"]
+    path = str(tmp_path / "segmentation")
+    model.save(path)
+    again = PipelineModel.load(path).transform(df).select("id", F.col("segment").alias("again"))
+    assert again.join(seg, "id").where(F.col("again") == F.col("segment")).count() == 40
 
 
 # -- the real Telco file ----------------------------------------------------------------------

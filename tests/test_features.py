@@ -243,8 +243,26 @@ def test_prior_correction_undoes_class_weights_and_round_trips(spark, tmp_path):
     out = [r["p"] for r in stage.transform(df).select(vector_to_array("probability")[1].alias("p")).collect()]
     expected = [0.625 * q / (0.625 * q + 2.5 * (1 - q)) for q in (0.5, 0.8, 0.1)]
     assert out == pytest.approx(expected) and out[0] == pytest.approx(0.2)
-    assert stage.weighted_threshold(0.2) == pytest.approx(0.5)
     path = str(tmp_path / "pc")
     PipelineModel(stages=[stage]).save(path)
+    again = PipelineModel.load(path)
+    assert isinstance(again.stages[0], fe.PriorCorrection)
+    reread = [r["p"] for r in again.transform(df).select(vector_to_array("probability")[1].alias("p")).collect()]
+    assert reread == pytest.approx(expected)
+
+
+def test_decision_predicts_above_the_threshold_from_a_vector_or_a_number_and_round_trips(spark, tmp_path):
+    from pyspark.ml.functions import array_to_vector
+
+    df = spark.createDataFrame([(0.1,), (0.3,), (0.31,), (0.9,)], "p double")
+    vec = df.select("p", array_to_vector(F.array(1 - F.col("p"), F.col("p"))).alias("probability"))
+    stage = fe.Decision(threshold=0.3)
+    assert [r["prediction"] for r in stage.transform(vec).orderBy("p").collect()] == [0.0, 0.0, 1.0, 1.0]
+    number = fe.Decision(threshold=0.5, probabilityCol="p", predictionCol="pred")
+    assert [r["pred"] for r in number.transform(df).orderBy("p").collect()] == [0.0, 0.0, 0.0, 1.0]
+    path = str(tmp_path / "decision")
+    PipelineModel(stages=[stage]).save(path)
     again = PipelineModel.load(path).stages[0]
-    assert again.weighted_threshold(0.2) == pytest.approx(0.5)
+    assert isinstance(again, fe.Decision) and again.getThreshold() == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="probability column 'probability' not in"):
+        stage.transform(df)

@@ -8,6 +8,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from prospects.core.errors import ConfigError, JobError
+from prospects.ml import drift
 from prospects.scoring import segments as seg
 
 ACTIONS = [
@@ -140,11 +141,11 @@ def test_campaign_budgets_and_list(spark, rules):
 
 
 def test_psi_formula():
-    assert seg.psi({"a": 50, "b": 50}, {"a": 50, "b": 50}) == 0.0
+    assert drift.psi({"a": 50, "b": 50}, {"a": 50, "b": 50}) == 0.0
     expected = (0.8 - 0.5) * math.log(0.8 / 0.5) + (0.2 - 0.5) * math.log(0.2 / 0.5)
-    assert seg.psi({"a": 5, "b": 5}, {"a": 8, "b": 2}) == pytest.approx(expected)
+    assert drift.psi({"a": 5, "b": 5}, {"a": 8, "b": 2}) == pytest.approx(expected)
     # a bin absent from training counts with share eps
-    assert seg.psi({"a": 10}, {"a": 5, "new": 5}) > 1.0
+    assert drift.psi({"a": 10}, {"a": 5, "new": 5}) > 1.0
 
 
 def test_drift_flags_a_shifted_region(spark):
@@ -154,7 +155,8 @@ def test_drift_flags_a_shifted_region(spark):
     same = train.withColumn("region", F.lit("A"))
     shifted = train.select((F.col("x") + 1000).alias("x"), F.lit(2).cast("long").alias("c"), "s") \
         .withColumn("region", F.lit("B"))
-    rows = {(r["region"], r["feature"]): r for r in seg.drift(train, same.unionByName(shifted), ["x", "c", "s"], 10, 5)}
+    both = same.unionByName(shifted)
+    rows = {(r["region"], r["feature"]): r for r in drift.drift(train, both, ["x", "c", "s"], 10, 5)}
     assert rows[("A", "x")]["kind"] == "numeric" and rows[("A", "c")]["kind"] == "categorical"
     assert all(rows[("A", f)]["psi"] == pytest.approx(0.0, abs=1e-9) for f in ("x", "c", "s"))
     assert rows[("B", "x")]["psi"] > 1.0 and rows[("B", "c")]["psi"] > 1.0
@@ -162,22 +164,36 @@ def test_drift_flags_a_shifted_region(spark):
     assert 9 <= rows[("A", "x")]["bins"] <= 11
 
 
+def test_a_saved_reference_gives_the_same_psi_as_the_training_users(spark, tmp_path):
+    train = spark.range(0, 3000).select((F.col("id") % 97).cast("double").alias("x"),
+                                        (F.col("id") % 4).cast("long").alias("c"))
+    regions = train.select((F.col("x") * 1.5).alias("x"), "c", F.lit("A").alias("region"))
+    ref = drift.fit_reference(train, ["x", "c", "absent"], 10, 5)
+    assert set(ref.bins) == {"x", "c"} and sum(ref.counts["x"].values()) == 3000
+    path = str(tmp_path / "models" / "v1" / drift.REFERENCE_FILE)
+    ref.save(spark, path)
+    again = drift.Reference.load(spark, path)
+    assert again == ref
+    assert drift.against(again, regions) == drift.drift(train, regions, ["x", "c"], 10, 5)
+    assert drift.Reference.load(spark, str(tmp_path / "nothing.json")) is None
+
+
 def test_bin_counts_match_a_count_by_hand(spark):
     rows = [("A", 1.0, "m"), ("A", 2.5, None), ("A", None, "f"), ("B", 7.0, "m"), ("B", 2.0, "m"), ("B", None, None)]
     df = spark.createDataFrame(rows, "region string, x double, s string")
     spec = {"x": {"kind": "numeric", "edges": [2.0, 5.0]}, "s": {"kind": "categorical"}}
     got = {(r["region"], r["feature"], r["bin"]): r["count"]
-           for r in seg._bin_counts(df, spec, ["region"]).collect()}
+           for r in drift._bin_counts(df, spec, ["region"]).collect()}
 
     def by_hand(x, s):  # bin = number of edges strictly below the value; nulls are their own bin
-        return {"x": seg.MISSING if x is None else f"q{sum(x > e for e in spec['x']['edges'])}",
-                "s": seg.MISSING if s is None else s}
+        return {"x": drift.MISSING if x is None else f"q{sum(x > e for e in spec['x']['edges'])}",
+                "s": drift.MISSING if s is None else s}
     expected: dict = {}
     for region, x, s in rows:
         for feature, b in by_hand(x, s).items():
             expected[(region, feature, b)] = expected.get((region, feature, b), 0) + 1
     assert got == expected
-    assert seg._bin_counts(df, {}, ["region"]).collect() == []
+    assert drift._bin_counts(df, {}, ["region"]).collect() == []
 
 
 def test_sampled_drift_stays_close_to_the_exact_one(spark):
@@ -186,13 +202,13 @@ def test_sampled_drift_stays_close_to_the_exact_one(spark):
     regions = base.where("id >= 20000").select(
         F.when(F.col("id") < 40000, "A").otherwise("B").alias("region"),
         F.when(F.col("id") < 40000, F.col("x")).otherwise(F.col("x") ** 2).alias("x"), "c")
-    sampled = seg.sample_rows(regions, 2000, 7, by="region")
+    sampled = drift.sample_rows(regions, 2000, 7, by="region")
     counts = {r["region"]: r["count"] for r in sampled.groupBy("region").count().collect()}
     assert all(1700 < n < 2300 for n in counts.values()), counts
-    assert seg.sample_rows(train, 0, 7) is train and seg.sample_rows(train, 50000, 7) is train
-    exact = {(r["region"], r["feature"]): r["psi"] for r in seg.drift(train, regions, ["x", "c"], 10, 5)}
+    assert drift.sample_rows(train, 0, 7) is train and drift.sample_rows(train, 50000, 7) is train
+    exact = {(r["region"], r["feature"]): r["psi"] for r in drift.drift(train, regions, ["x", "c"], 10, 5)}
     approx = {(r["region"], r["feature"]): r["psi"]
-              for r in seg.drift(train, regions, ["x", "c"], 10, 5, sample=5000)}
+              for r in drift.drift(train, regions, ["x", "c"], 10, 5, sample=5000)}
     assert exact.keys() == approx.keys()
     assert exact[("B", "x")] > 0.2 and approx[("B", "x")] > 0.2          # the shifted region still warns
     assert all(abs(exact[k] - approx[k]) < 0.02 for k in exact), (exact, approx)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 
 import pytest
+from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 from prospects.core import tables
 from prospects.core.config import join_path, load_config
 from prospects.core.errors import RegistryError, TrainingInputError
+from prospects.ml import drift, registry, train
 from prospects.ml import evaluation as ev
 from prospects.ml import features as fe
-from prospects.ml import registry, train
 from prospects.synthetic import generator as g
 from tests.conftest import deep_merge, tmp_settings
 
@@ -79,10 +80,31 @@ def test_probabilities_are_on_the_population_scale(trained, spark):
     mean is the switch rate (not about 0.5), so summing them counts expected switchers."""
     cfg, summary, df = trained
     loaded = registry.load(spark, cfg)
-    assert isinstance(loaded.model.stages[-1], fe.PriorCorrection)
+    assert isinstance(loaded.model.stages[-2], fe.PriorCorrection)
     row = loaded.model.transform(df.drop("probability")).agg(
         F.avg(vector_to_array("probability")[1]).alias("p"), F.avg("label").alias("rate")).first()
     assert abs(row["p"] - row["rate"]) < 0.03, row
+
+
+def test_every_saved_model_decides_at_its_registered_threshold(trained, spark):
+    """The threshold is saved with the model: ``prediction`` is p > threshold for every trainer."""
+    cfg, summary, df = trained
+    for r in registry.read_registry(spark, cfg).where(F.col("model_path").isNotNull()).collect():
+        model = PipelineModel.load(r["model_path"])
+        assert isinstance(model.stages[-1], fe.Decision), r["model_type"]
+        assert model.stages[-1].getThreshold() == pytest.approx(r["threshold"])
+        out = model.transform(df.drop("probability", "prediction"))
+        wrong = out.where((vector_to_array("probability")[1] > r["threshold"]).cast("double")
+                          != F.col("prediction")).count()
+        assert wrong == 0, (r["model_type"], wrong)
+
+
+def test_the_drift_reference_is_saved_with_the_model_version(trained, spark):
+    cfg, summary, _ = trained
+    ref = drift.Reference.load(spark, drift.reference_path(cfg, summary["version"]))
+    assert ref is not None and set(ref.bins) == set(fe.feature_codes(cfg))
+    assert all(sum(ref.counts[f].values()) == sum(ref.counts["X2"].values()) for f in ref.bins)
+    assert ref.bins["X2"]["kind"] == "numeric" and len(ref.bins["X2"]["edges"]) >= 5
 
 
 def test_registry_rows_are_complete(trained, spark):

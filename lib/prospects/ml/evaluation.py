@@ -17,12 +17,11 @@ import math
 from dataclasses import dataclass, field
 
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
-from pyspark.ml.functions import vector_to_array
-from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from prospects.core import figures
+from prospects.ml.features import positive_probability
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +30,13 @@ P_COL = "p"
 LABEL = "_label"
 
 
-def positive_probability(col: str = "probability") -> Column:
-    """The positive class probability: slot 1 of a probability vector (no Python UDF)."""
-    return vector_to_array(F.col(col))[1]
-
-
 def scored(pred: DataFrame, label_col: str, probability_col: str = "probability",
            keep: tuple[str, ...] = ()) -> DataFrame:
     """``pred`` reduced to ``_label`` (double 0/1) and ``p`` (double), plus ``keep`` columns.
 
     ``probability_col`` may be a vector (slot 1 is taken) or a double column.
     """
-    is_vector = isinstance(pred.schema[probability_col].dataType, VectorUDT)
-    p = positive_probability(probability_col) if is_vector else F.col(probability_col).cast("double")
+    p = positive_probability(pred, probability_col)
     return pred.select(*keep, F.col(label_col).cast("double").alias(LABEL), p.alias(P_COL))
 
 
@@ -360,3 +353,20 @@ def plot_importances(names: list[str], values: list[float], title: str, top: int
     ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     return fig
+
+
+def importances(model) -> list[float]:
+    """Feature importances of a tree model (Spark's, or XGBoost's total gain), or |coefficients| of
+    a linear model (comparable on min-max scaled or standardised features); empty for any other
+    stage. The one reading of importances: training's figures and churn's drivers."""
+    if hasattr(model, "featureImportances"):
+        return [float(v) for v in model.featureImportances.toArray()]
+    if hasattr(model, "get_booster"):  # XGBoost: total gain per slot f0..f{p-1}, normalised
+        gains = model.get_booster().get_score(importance_type="total_gain")
+        n = int(model.get_booster().num_features())
+        values = [float(gains.get(f"f{i}", 0.0)) for i in range(n)]
+        total = sum(values) or 1.0
+        return [v / total for v in values]
+    if hasattr(model, "coefficients"):
+        return [abs(float(v)) for v in model.coefficients.toArray()]
+    return []

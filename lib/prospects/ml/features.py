@@ -157,8 +157,8 @@ class RuleImputer(Estimator, _RuleImputerParams, DefaultParamsReadable, DefaultP
 
     With ``sampleRows`` > 0 and more rows than that, the medians come from a seeded Bernoulli sample
     of about ``sampleRows`` rows (one count first): ``percentile_approx`` is the costly part of the
-    pass (at 14M training users, most of its 75 s), and a median from 1M random rows is within about
-    0.05% of the rows' ranks of the exact one (sampling error sqrt(p (1 - p) / n)).
+    pass at tens of millions of users, and a median from 1M random rows is within about 0.05% of the
+    rows' ranks of the exact one (sampling error sqrt(p (1 - p) / n)).
     """
 
     @keyword_only
@@ -489,10 +489,11 @@ def fit_transform(pipeline: Pipeline, df: DataFrame, fit_rows: Column,
                if isinstance(s, VectorAssembler) and s.getOutputCol() == RAW_FEATURES_COL) + 1
     head = Pipeline(stages=stages[:cut]).fit(df.where(fit_rows))
     # serialized (PySpark's MEMORY_AND_DISK): a block is accounted in bytes and goes to disk when memory
-    # is short; the deserialized default ran a 20M-user run out of Java heap with an 8g driver
+    # is short, where deserialized blocks can exhaust the Java heap of the default driver at tens of
+    # millions of users
     cached = head.transform(df).select(*keep, RAW_FEATURES_COL).persist(StorageLevel.MEMORY_AND_DISK)
     # filled by a job of its own, on every core: else the correlation filter's first job (RowMatrix's
-    # first(), one task) would assemble and cache the first partition alone (12 s at 20M users)
+    # first(), one task) would assemble and cache the first partition alone
     cached.count()
     tail = Pipeline(stages=stages[cut:]).fit(cached.where(fit_rows))
     model = PipelineModel(stages=list(head.stages) + list(tail.stages))
@@ -536,6 +537,19 @@ def readable_feature(cfg: Config, name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Undoing the class weights on the probability (prior correction)
 # ---------------------------------------------------------------------------------------------
+def positive_probability(df: DataFrame, col: str = "probability") -> Column:
+    """The probability of class 1 in ``col`` of ``df``: slot 1 of a Spark ML probability vector, or
+    the column itself when it is a number."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.ml.linalg import VectorUDT
+
+    if col not in df.columns:
+        raise ValueError(f"probability column '{col}' not in {df.columns}")
+    if isinstance(df.schema[col].dataType, VectorUDT):
+        return vector_to_array(F.col(col))[1]
+    return F.col(col).cast("double")
+
+
 class PriorCorrection(Transformer, DefaultParamsReadable, DefaultParamsWritable):
     """Map a probability learnt with class weights back to the population's scale.
 
@@ -567,14 +581,41 @@ class PriorCorrection(Transformer, DefaultParamsReadable, DefaultParamsWritable)
         w1, w0 = self.getOrDefault(self.weightPositive), self.getOrDefault(self.weightNegative)
         return F.lit(w0) * q / (F.lit(w0) * q + F.lit(w1) * (F.lit(1.0) - q))
 
-    def weighted_threshold(self, threshold: float) -> float:
-        """The weighted-scale cut-off equivalent to a population-scale ``threshold``."""
-        w1, w0 = self.getOrDefault(self.weightPositive), self.getOrDefault(self.weightNegative)
-        return w1 * threshold / (w1 * threshold + w0 * (1.0 - threshold))
-
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        from pyspark.ml.functions import array_to_vector, vector_to_array
+        from pyspark.ml.functions import array_to_vector
 
         col = self.getOrDefault(self.probabilityCol)
-        p = self.corrected(vector_to_array(F.col(col))[1])
+        p = self.corrected(positive_probability(dataset, col))
         return dataset.withColumn(col, array_to_vector(F.array(F.lit(1.0) - p, p)))
+
+
+class Decision(Transformer, DefaultParamsReadable, DefaultParamsWritable):
+    """``prediction = 1.0`` when the positive-class probability is above the model's threshold.
+
+    The last stage of every saved model, after the classifier (and the prior correction): the
+    threshold chosen at training is part of the model version, and ``prediction`` means
+    ``p > threshold`` on the population scale whatever trained the classifier (Spark's classifiers
+    or XGBoost, which has no ``thresholds`` parameter).
+    """
+
+    threshold = Param(Params._dummy(), "threshold", "decision threshold on the positive-class probability",
+                      typeConverter=TypeConverters.toFloat)
+    probabilityCol = Param(Params._dummy(), "probabilityCol", "probability column (vector or number)",
+                           typeConverter=TypeConverters.toString)
+    predictionCol = Param(Params._dummy(), "predictionCol", "prediction column, replaced",
+                          typeConverter=TypeConverters.toString)
+
+    @keyword_only
+    def __init__(self, *, threshold: float = 0.5, probabilityCol: str = "probability",
+                 predictionCol: str = "prediction"):
+        super().__init__()
+        self._setDefault(threshold=0.5, probabilityCol="probability", predictionCol="prediction")
+        self._set(**self._input_kwargs)
+
+    def getThreshold(self) -> float:
+        return float(self.getOrDefault(self.threshold))
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        p = positive_probability(dataset, self.getOrDefault(self.probabilityCol))
+        return dataset.withColumn(self.getOrDefault(self.predictionCol),
+                                  (p > F.lit(self.getThreshold())).cast("double"))

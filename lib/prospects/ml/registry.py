@@ -26,6 +26,7 @@ from pyspark.sql import types as T
 from prospects.core import tables
 from prospects.core.config import Config, join_path
 from prospects.core.errors import RegistryError
+from prospects.ml.features import Decision
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def write_rows(spark: SparkSession, cfg: Config, rows: list[dict]) -> None:
     if len(chosen) != 1:
         raise ValueError(f"exactly one registry row per run must be chosen, got {len(chosen)}")
     df = spark.createDataFrame([tuple(r.get(f.name) for f in SCHEMA.fields) for r in rows], SCHEMA)
-    tables.replace_partition(df, cfg.table("model_registry"), where={"run_id": cfg.run_id}, partition_by=["run_id"])
+    tables.write_run(df, cfg, "model_registry")
 
 
 def now() -> dt.datetime:
@@ -212,7 +213,11 @@ def load(spark: SparkSession, cfg: Config, version: str | None = None,
                             "(train.save_candidates was false)")
     model = PipelineModel.load(row["model_path"])
     log.info("loaded model %s %s from %s", row["version"], row["model_type"], row["model_path"])
-    return RegisteredModel(version=row["version"], model=model, threshold=float(row["threshold"]),
+    # the threshold the saved model decides with (its last stage); the registry's copy for models
+    # saved without one
+    last = model.stages[-1] if model.stages else None
+    threshold = last.getThreshold() if isinstance(last, Decision) else float(row["threshold"])
+    return RegisteredModel(version=row["version"], model=model, threshold=threshold,
                            model_type=row["model_type"], features=list(row["features"]),
                            row=row.asDict(recursive=True))
 

@@ -41,9 +41,9 @@ from prospects.core import runlog, storage, tables
 from prospects.core.config import Config, join_path
 from prospects.core.errors import TrainingInputError
 from prospects.core.figures import Folder
+from prospects.ml import drift, registry
 from prospects.ml import evaluation as ev
 from prospects.ml import features as fe
-from prospects.ml import registry
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,11 @@ def xgboost_rf(featuresCol: str = "features", labelCol: str = "label", predictio
     (``colsample_bynode``; :func:`make_estimator` sets sqrt(p)/p like Spark's and scikit-learn's
     ``sqrt`` rule), histogram split finding (``tree_method=hist``). The grid of
     ``train.models.xgboost_rf`` sets ``max_depth``, ``num_parallel_tree`` and ``max_bin`` (32 in
-    conf/base.yml, as Spark's ``maxBins``: 20% less fitting time than XGBoost's 256 at 1M users,
-    validation AUC 0.7961 against 0.7958; docs/benchmarks/NOTES.md). Same model family as
-    ``random_forest``, several times faster (docs/benchmarks/README.md). ``probability`` is a vector
-    like Spark's classifiers; the model has no ``thresholds`` param: its own ``prediction`` is
-    ``p > 0.5`` and scoring applies the registered threshold to the probability.
+    conf/base.yml, as Spark's ``maxBins``: less fitting time than XGBoost's 256 for the same
+    validation AUC, docs/benchmarks/NOTES.md). Same model family as ``random_forest``, faster
+    (docs/benchmarks/README.md). ``probability`` is a vector
+    like Spark's classifiers; the saved model's last stage (:class:`features.Decision`) sets
+    ``prediction`` from it at the chosen threshold, as for every trainer.
     """
     from xgboost.spark import SparkXGBClassifier
 
@@ -265,54 +265,39 @@ def tune(model_type: str, cfg: Config, train: DataFrame, validation: DataFrame, 
         grid = [{"params": describe_params(m), "score": float(s), "seconds": None}
                 for m, s in zip(maps, cv_model.avgMetrics)]
         score, scores = val_score(model)
-        best_params = describe_params(maps[best_i])
     elif mode == "validation":
-        def fit_one(i: int):
-            t0 = time.time()
-            m = est.copy(maps[i]).fit(train)
-            s, scored_users = val_score(m)
-            return i, m, s, time.time() - t0, scored_users
-
-        with ThreadPoolExecutor(max_workers=min(parallelism, len(maps))) as pool:
-            results = sorted(pool.map(fit_one, range(len(maps))), key=lambda r: r[0])
-        grid = [{"params": describe_params(maps[i]), "score": s, "seconds": round(sec, 2)}
-                for i, _, s, sec, _ in results]
-        best_i, model, score, _, scores = max(results, key=lambda r: (r[2], -r[0]))
-        for r in results:
-            if r[4] is not scores:
-                r[4].unpersist()
-        best_params = describe_params(maps[best_i])
+        best_i, model, score, scores, grid = _search_on_validation(est, maps, train, val_score, parallelism)
     else:
         raise ValueError(f"train.tuning must be validation or cv, got {mode!r}")
+    best_params = describe_params(maps[best_i])
     seconds = time.time() - started
     log.info("%s: best %s = %.4f with %s (%d param maps, %.1fs)", model_type, metric, score, best_params,
              len(maps), seconds)
     return Candidate(model_type, model, best_params, score, seconds, grid, scores)
 
 
-def importances(model: Any) -> list[float]:
-    """Feature importances of a tree model, or |coefficients| of a logistic regression
-    (features are min-max scaled, so coefficients are comparable)."""
-    if hasattr(model, "featureImportances"):
-        return [float(v) for v in model.featureImportances.toArray()]
-    if hasattr(model, "get_booster"):  # XGBoost: total gain per slot f0..f{p-1}, normalised
-        gains = model.get_booster().get_score(importance_type="total_gain")
-        n = int(model.get_booster().num_features())
-        values = [float(gains.get(f"f{i}", 0.0)) for i in range(n)]
-        total = sum(values) or 1.0
-        return [v / total for v in values]
-    if hasattr(model, "coefficients"):
-        return [abs(float(v)) for v in model.coefficients.toArray()]
-    return []
+def _search_on_validation(est, maps: list[dict], train: DataFrame, val_score: Callable, parallelism: int):
+    """Fit every param map on ``train`` (``parallelism`` at once) and score it with ``val_score``.
 
+    Returns:
+        (best map's index, its model, its score, its cached validation scores, the grid's rows);
+        the other maps' validation scores are unpersisted.
+    """
+    def fit_one(i: int):
+        t0 = time.time()
+        m = est.copy(maps[i]).fit(train)
+        s, scored_users = val_score(m)
+        return i, m, s, time.time() - t0, scored_users
 
-def with_threshold(model: Any, threshold: float) -> Any:
-    """Set ``thresholds = [1 - t, t]`` so the model's ``prediction`` is ``p > t``."""
-    if not model.hasParam("thresholds"):  # XGBoost: scoring applies the registered threshold
-        return model
-    t = min(max(threshold, 1e-6), 1 - 1e-6)
-    model.setThresholds([1.0 - t, t])
-    return model
+    with ThreadPoolExecutor(max_workers=min(parallelism, len(maps))) as pool:
+        results = sorted(pool.map(fit_one, range(len(maps))), key=lambda r: r[0])
+    grid = [{"params": describe_params(maps[i]), "score": s, "seconds": round(sec, 2)}
+            for i, _, s, sec, _ in results]
+    best_i, model, score, _, scores = max(results, key=lambda r: (r[2], -r[0]))
+    for r in results:
+        if r[4] is not scores:
+            r[4].unpersist()
+    return best_i, model, score, scores, grid
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,6 +324,130 @@ def run(cfg: Config, spark: SparkSession) -> dict:
     return train(cfg, spark, df, source)
 
 
+def check_settings(cfg: Config) -> list[str]:
+    """The configured model types, after checking them and the threshold rule (before any Spark job)."""
+    model_types = list(cfg.get("train.model_types") or [])
+    for m in model_types:
+        if m not in ESTIMATORS:
+            raise ValueError(f"train.model_types: unknown model '{m}' (known: {sorted(ESTIMATORS)})")
+    if not model_types:
+        raise ValueError("train.model_types is empty")
+    rule = cfg.get("train.threshold_rule")
+    if rule not in ev.THRESHOLD_RULES:
+        raise ValueError(f"train.threshold_rule must be one of {ev.THRESHOLD_RULES}, got {rule!r}")
+    return model_types
+
+
+@dataclass
+class Prepared:
+    """The three splits as feature vectors (persisted), and what the feature pipeline learnt."""
+
+    parts: dict[str, DataFrame]
+    rows: dict[str, int]
+    positives_train: int
+    feature_model: PipelineModel
+    names: list[str]
+    dropped: list[str]
+    correction: Any       # fe.PriorCorrection when class weights are undone after the model, else None
+    weighted: bool
+    seconds: float
+
+    def predict(self, model: Any, df: DataFrame) -> DataFrame:
+        """``model``'s scores of ``df``, brought back to the population's scale when weighted."""
+        out = model.transform(df)
+        return self.correction.transform(out) if self.correction is not None else out
+
+    def unpersist(self) -> None:
+        for part in self.parts.values():
+            part.unpersist()
+
+
+def prepare(cfg: Config, df: DataFrame, table: str) -> Prepared:
+    """Split, fit the feature pipeline on the training split, weight the classes, persist the splits."""
+    t0 = time.time()
+    label, id_col = cfg.columns.label_column, cfg.columns.id_column
+    keep = [c for c in df.columns if c not in META_COLUMNS]
+    # not cached: the wide rows are read three times (imputer fit, indexer fit, assembling), which
+    # costs little, while a cached copy of every raw column adds heap pressure at tens of millions
+    # of users; only the assembled vectors are cached
+    base = split(df.select(*keep), label, id_col, cfg.get("train.fractions"), int(cfg.get("train.seed")))
+    feature_model, transformed, assembled = fe.fit_transform(
+        fe.build_feature_pipeline(cfg), base, F.col(SPLIT_COL) == "train", [id_col, label, SPLIT_COL])
+    names = fe.feature_names(feature_model)
+    dropped = [d["drop"] for d in fe.dropped_by_correlation(feature_model) if d.get("drop")]
+    transformed = transformed.withColumn(label, F.col(label).cast("double"))
+    parts = {part: transformed.where(F.col(SPLIT_COL) == part).drop(SPLIT_COL)
+             for part in ("train", "validation", "test")}
+    n_train, pos_train = parts["train"].agg(F.count(F.lit(1)), F.sum(label)).first()
+    n_train, pos_train = int(n_train), int(pos_train or 0)
+    if pos_train in (0, n_train):
+        raise TrainingInputError(f"{table}: the training split has a single class; add data")
+    weighted = cfg.get("train.class_weights") == "balanced"
+    correction = None
+    if weighted:
+        w1, w0 = n_train / (2.0 * pos_train), n_train / (2.0 * (n_train - pos_train))
+        parts["train"] = parts["train"].withColumn(
+            WEIGHT_COL, F.when(F.col(label) == 1, F.lit(w1)).otherwise(F.lit(w0)))
+        if cfg.get("train.prior_correction"):
+            correction = fe.PriorCorrection(weightPositive=w1, weightNegative=w0)
+    for part in parts:           # one after the other, as in fe.fit_transform: bounded heap at any size
+        parts[part] = parts[part].persist(StorageLevel.MEMORY_AND_DISK)
+    rows = {part: parts[part].count() for part in parts}
+    assembled.unpersist()
+    log.info("feature pipeline: %d features, dropped by correlation %s; split rows %s (train positives %d)",
+             len(names), dropped, rows, pos_train)
+    return Prepared(parts, rows, pos_train, feature_model, names, dropped, correction, weighted,
+                    round(time.time() - t0, 1))
+
+
+def choose_threshold(cfg: Config, cand: Candidate) -> float:
+    """The decision threshold of a candidate, by ``train.threshold_rule`` on its (cached, then
+    released) validation scores."""
+    t = ev.choose_threshold(cand.validation_scores, cfg.get("train.threshold_rule"),
+                            float(cfg.get("train.threshold_top_share")), int(cfg.get("train.curve_bins")))
+    cand.validation_scores.unpersist()
+    return t
+
+
+def final_model(prep: Prepared, cand: Candidate, threshold: float) -> PipelineModel:
+    """The saved model: feature stages, the classifier, the prior correction when the classes were
+    weighted, and the decision at ``threshold`` (``prediction`` = p > threshold)."""
+    correction = [prep.correction] if prep.correction is not None else []
+    return PipelineModel(stages=[*prep.feature_model.stages, cand.model, *correction,
+                                 fe.Decision(threshold=threshold)])
+
+
+def fit_drift_reference(cfg: Config, df: DataFrame) -> drift.Reference:
+    """The drift reference of the training users (``score.psi_bins``, ``score.categorical_max_values``,
+    ``score.drift_sample_rows``), saved with the model version for scoring's drift check."""
+    return drift.fit_reference(df, fe.feature_codes(cfg), int(cfg.get("score.psi_bins")),
+                               int(cfg.get("score.categorical_max_values")), int(cfg.get("score.drift_sample_rows")))
+
+
+def evaluate_on_test(cfg: Config, prep: Prepared, candidates: list[Candidate], thresholds: dict[str, float],
+                     oracle: DataFrame | None) -> tuple[dict[str, ev.Evaluation], ev.Evaluation | None]:
+    """Every candidate's metrics and curves on the test users; the oracle's when its file covers them."""
+    label, id_col = cfg.columns.label_column, cfg.columns.id_column
+    bins = int(cfg.get("train.curve_bins"))
+    shares = [float(s) for s in cfg.get("train.lift_shares") or []]
+    results: dict[str, ev.Evaluation] = {}
+    oracle_scores = None
+    for cand in candidates:
+        test_scores = ev.scored(prep.predict(cand.model, prep.parts["test"]), label, keep=(id_col,)).cache()
+        results[cand.model_type] = ev.evaluate(test_scores, thresholds[cand.model_type], shares, bins)
+        if oracle is not None and oracle_scores is None:
+            oracle_scores = ev.oracle_scores(test_scores, oracle, id_col).cache()
+        test_scores.unpersist()
+    oracle_eval = None
+    if oracle_scores is not None:
+        if oracle_scores.count() == prep.rows["test"]:
+            oracle_eval = ev.evaluate(oracle_scores, 0.5, shares, bins)
+        else:
+            log.warning("oracle file does not cover the test users: oracle AUC not computed")
+        oracle_scores.unpersist()
+    return results, oracle_eval
+
+
 def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict:
     """Train, evaluate, save and register on a bronze-shaped frame.
 
@@ -351,178 +460,107 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
         rows, seconds, figures.
     """
     started = time.time()
-    label = cfg.columns.label_column
-    id_col = cfg.columns.id_column
     table = source.get("table", "input")
-    counts = validate_input(df, cfg, table)
-    log.info("training input %s: %s rows by label", table, counts)
-    model_types = list(cfg.get("train.model_types") or [])
-    for m in model_types:
-        if m not in ESTIMATORS:
-            raise ValueError(f"train.model_types: unknown model '{m}' (known: {sorted(ESTIMATORS)})")
-    if not model_types:
-        raise ValueError("train.model_types is empty")
-    rule = cfg.get("train.threshold_rule")
-    if rule not in ev.THRESHOLD_RULES:
-        raise ValueError(f"train.threshold_rule must be one of {ev.THRESHOLD_RULES}, got {rule!r}")
-    pipeline = fe.build_feature_pipeline(cfg)
-
-    keep = [c for c in df.columns if c not in META_COLUMNS]
-    # not cached: the wide rows are read three times (imputer fit, indexer fit, assembling), which costs
-    # little, while a cached copy of the 45 columns added to the heap pressure under which a 20M-user run
-    # ran out of memory (docs/benchmarks/NOTES.md); only the assembled vectors are cached
-    base = split(df.select(*keep), label, id_col, cfg.get("train.fractions"), int(cfg.get("train.seed")))
-    t0 = time.time()
-    feature_model, transformed, assembled = fe.fit_transform(
-        pipeline, base, F.col(SPLIT_COL) == "train", [id_col, label, SPLIT_COL])
-    feature_seconds = time.time() - t0
-    names = fe.feature_names(feature_model)
-    dropped = [d["drop"] for d in fe.dropped_by_correlation(feature_model) if d.get("drop")]
-    log.info("feature pipeline fitted in %.1fs: %d features, dropped by correlation %s",
-             feature_seconds, len(names), dropped)
-
-    weighted = cfg.get("train.class_weights") == "balanced"
-    transformed = transformed.withColumn(label, F.col(label).cast("double"))
-    prepared = {part: transformed.where(F.col(SPLIT_COL) == part).drop(SPLIT_COL)
-                for part in ("train", "validation", "test")}
-    n_train_pos_row = prepared["train"].agg(F.count(F.lit(1)), F.sum(label)).first()
-    n_train, pos_train = int(n_train_pos_row[0]), int(n_train_pos_row[1] or 0)
-    if pos_train in (0, n_train):
-        raise TrainingInputError(f"{table}: the training split has a single class; add data")
-    if weighted:
-        w1, w0 = n_train / (2.0 * pos_train), n_train / (2.0 * (n_train - pos_train))
-        prepared["train"] = prepared["train"].withColumn(
-            WEIGHT_COL, F.when(F.col(label) == 1, F.lit(w1)).otherwise(F.lit(w0)))
-    # with class weights, probabilities are brought back to the population's scale after the model
-    correction = (fe.PriorCorrection(weightPositive=w1, weightNegative=w0)
-                  if weighted and cfg.get("train.prior_correction") else None)
-
-    def predict(model: Any, df: DataFrame) -> DataFrame:
-        out = model.transform(df)
-        return correction.transform(out) if correction is not None else out
-
-    for part in prepared:           # serialized, as in fe.fit_transform: bounded heap at any size
-        prepared[part] = prepared[part].persist(StorageLevel.MEMORY_AND_DISK)
-    rows = {part: prepared[part].count() for part in prepared}
-    assembled.unpersist()
-    log.info("split rows %s (train positives %d)", rows, pos_train)
-
-    phases = {"features": round(time.time() - t0, 1)}
+    log.info("training input %s: %s rows by label", table, validate_input(df, cfg, table))
+    model_types = check_settings(cfg)
+    prep = prepare(cfg, df, table)
+    phases = {"features": prep.seconds}
     t1 = time.time()
-    candidates = [tune(m, cfg, prepared["train"], prepared["validation"], weighted, len(names), predict)
-                  for m in model_types]
+    candidates = [tune(m, cfg, prep.parts["train"], prep.parts["validation"], prep.weighted, len(prep.names),
+                       prep.predict) for m in model_types]
     phases["tuning"] = round(time.time() - t1, 1)
     t1 = time.time()
-    metric = cfg.get("train.selection_metric")
     chosen = max(candidates, key=lambda c: c.validation_score)
-
-    bins = int(cfg.get("train.curve_bins"))
-    shares = [float(s) for s in cfg.get("train.lift_shares") or []]
-    oracle = read_oracle(spark, cfg)
-    thresholds = {}
-    for cand in candidates:
-        thresholds[cand.model_type] = ev.choose_threshold(
-            cand.validation_scores, rule, float(cfg.get("train.threshold_top_share")), bins)
-        cand.validation_scores.unpersist()
-
-    # -- save (in a second thread: it needs only the thresholds) while the test users are evaluated
+    thresholds = {c.model_type: choose_threshold(cfg, c) for c in candidates}
     version, number = registry.next_version(spark, cfg)
-    trained_at = registry.now()
     save_all = bool(cfg.get("train.save_candidates"))
-
-    # the saved models are assembled here, before the thread starts: it only writes them
-    to_save = {}
-    for cand in candidates:
-        if save_all or cand is chosen:
-            threshold = thresholds[cand.model_type]
-            if correction is None:
-                last = [with_threshold(cand.model, threshold)]
-            else:  # the classifier's own prediction at the same cut-off, on its (weighted) scale
-                last = [with_threshold(cand.model, correction.weighted_threshold(threshold)), correction]
-            to_save[cand.model_type] = PipelineModel(stages=list(feature_model.stages) + last)
+    to_save = {c.model_type: final_model(prep, c, thresholds[c.model_type])
+               for c in candidates if save_all or c is chosen}
 
     def save_models() -> tuple[dict[str, str], float]:
-        started_saving = time.time()
+        t0 = time.time()
         paths = {m: registry.save_model(full, registry.model_path(cfg, version, m)) for m, full in to_save.items()}
-        return paths, round(time.time() - started_saving, 1)
+        fit_drift_reference(cfg, df).save(spark, drift.reference_path(cfg, version))
+        return paths, round(time.time() - t0, 1)
 
-    results: dict[str, ev.Evaluation] = {}
-    test_scores_oracle = None
-    oracle_eval = None
+    # the models and the drift reference are written by a second thread while the test users are evaluated
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="save-models") as pool:
         saving = pool.submit(save_models)
-        for cand in candidates:
-            test_scores = ev.scored(predict(cand.model, prepared["test"]), label, keep=(id_col,)).cache()
-            results[cand.model_type] = ev.evaluate(test_scores, thresholds[cand.model_type], shares, bins)
-            if oracle is not None and test_scores_oracle is None:
-                test_scores_oracle = ev.oracle_scores(test_scores, oracle, id_col).cache()
-            test_scores.unpersist()
-        if test_scores_oracle is not None:
-            if test_scores_oracle.count() == rows["test"]:
-                oracle_eval = ev.evaluate(test_scores_oracle, 0.5, shares, bins)
-            else:
-                log.warning("oracle file does not cover the test users: oracle AUC not computed")
-            test_scores_oracle.unpersist()
+        results, oracle_eval = evaluate_on_test(cfg, prep, candidates, thresholds, read_oracle(spark, cfg))
         phases["evaluation"] = round(time.time() - t1, 1)
         saved, phases["save_models"] = saving.result()
-    oracle_auc = oracle_eval.metrics["areaUnderROC"] if oracle_eval else None
-
-    # -- register ------------------------------------------------------------------------------
     t1 = time.time()
-    reg_rows = []
+    reg_rows = _registry_rows(cfg, prep, candidates, chosen, results, oracle_eval, version, number, saved, source)
+    tables.write_concurrently({     # three tables side by side (each its own Delta commit)
+        "registry": lambda: registry.write_rows(spark, cfg, reg_rows),
+        **_metrics_writes(spark, cfg, version, candidates, results, oracle_eval)})
+    phases["registry_tables"] = round(time.time() - t1, 1)
+    t1 = time.time()
+    figures = _figures(spark, cfg, candidates, results, oracle_eval, prep.names)
+    phases["figures"] = round(time.time() - t1, 1)
+    prep.unpersist()
+    summary = _summary(cfg, prep, candidates, chosen, results, oracle_eval, version, saved)
+    summary.update(figures=figures, feature_seconds=prep.seconds, phase_seconds=phases,
+                   seconds=round(time.time() - started, 1))
+    log.info("train summary %s", json.dumps(summary, default=str))
+    return summary
+
+
+def _registry_rows(cfg: Config, prep: Prepared, candidates: list[Candidate], chosen: Candidate,
+                   results: dict[str, ev.Evaluation], oracle_eval: ev.Evaluation | None, version: str,
+                   number: int, saved: dict[str, str], source: dict) -> list[dict]:
+    """One registry row per candidate: parameters, metrics, threshold, features and lineage."""
+    metric = cfg.get("train.selection_metric")
+    oracle_auc = oracle_eval.metrics["areaUnderROC"] if oracle_eval else None
+    trained_at = registry.now()
+    out = []
     for cand in candidates:
         res = results[cand.model_type]
-        is_chosen = cand is chosen
         m = res.metrics
         metrics = {f"test_{k}": float(v) for k, v in m.items()}
         metrics[f"validation_{metric}"] = cand.validation_score
         if oracle_auc is not None:
             metrics["oracle_auc"] = oracle_auc
-        reg_rows.append({
+        out.append({
             "run_id": cfg.run_id, "version": version, "version_number": number, "use_case": cfg.use_case,
-            "model_type": cand.model_type, "is_chosen": is_chosen, "status": "chosen" if is_chosen else "candidate",
+            "model_type": cand.model_type, "is_chosen": cand is chosen,
+            "status": "chosen" if cand is chosen else "candidate",
             "params": registry.params_map(cand.params), "metrics": metrics, "selection_metric": metric,
             "validation_score": cand.validation_score, "test_auc": m["areaUnderROC"], "test_pr_auc": m["areaUnderPR"],
             "test_accuracy": m["accuracy"], "test_precision": m["precision_1"], "test_recall": m["recall_1"],
             "test_f1": m["f1_1"], "oracle_auc": oracle_auc, "threshold": float(res.threshold),
-            "threshold_rule": rule, "features": names, "dropped_features": dropped, "label_column": label,
-            "model_path": saved.get(cand.model_type), "training_table": table,
+            "threshold_rule": cfg.get("train.threshold_rule"), "features": prep.names,
+            "dropped_features": prep.dropped, "label_column": cfg.columns.label_column,
+            "model_path": saved.get(cand.model_type), "training_table": source.get("table", "input"),
             "training_table_version": source.get("version"),
-            "training_run_id": source.get("run_id"), "rows_train": rows["train"],
-            "rows_validation": rows["validation"], "rows_test": rows["test"], "positives_train": pos_train,
+            "training_run_id": source.get("run_id"), "rows_train": prep.rows["train"],
+            "rows_validation": prep.rows["validation"], "rows_test": prep.rows["test"],
+            "positives_train": prep.positives_train,
             "fit_seconds": round(cand.fit_seconds, 3), "trained_at": trained_at,
         })
-    # three tables side by side (each its own Delta commit)
-    tables.write_concurrently({
-        "registry": lambda: registry.write_rows(spark, cfg, reg_rows),
-        **_metrics_writes(spark, cfg, version, candidates, results, oracle_eval)})
-    phases["registry_tables"] = round(time.time() - t1, 1)
-    t1 = time.time()
-    figures = _figures(spark, cfg, candidates, results, oracle_eval, names)
-    phases["figures"] = round(time.time() - t1, 1)
-    for part in prepared.values():
-        part.unpersist()
+    return out
 
-    summary = {
-        "version": version, "chosen": chosen.model_type, "selection_metric": metric,
-        "oracle_auc": None if oracle_auc is None else round(oracle_auc, 4),
-        "rows": rows, "positives_train": pos_train, "features": len(names), "dropped_by_correlation": dropped,
-        "models": {c.model_type: {
-            "validation_score": round(c.validation_score, 4),
-            "test_auc": round(results[c.model_type].metrics["areaUnderROC"], 4),
-            "test_pr_auc": round(results[c.model_type].metrics["areaUnderPR"], 4),
-            "test_accuracy": round(results[c.model_type].metrics["accuracy"], 4),
-            "test_recall_1": round(results[c.model_type].metrics["recall_1"], 4),
-            "test_recall_0": round(results[c.model_type].metrics["recall_0"], 4),
-            "test_f1_1": round(results[c.model_type].metrics["f1_1"], 4),
-            "threshold": round(results[c.model_type].threshold, 4),
-            "params": c.params, "fit_seconds": round(c.fit_seconds, 1)} for c in candidates},
-        "model_paths": saved, "figures": figures,
-        "feature_seconds": round(feature_seconds, 1), "phase_seconds": phases,
-        "seconds": round(time.time() - started, 1),
-    }
-    log.info("train summary %s", json.dumps(summary, default=str))
-    return summary
+
+def _summary(cfg: Config, prep: Prepared, candidates: list[Candidate], chosen: Candidate,
+             results: dict[str, ev.Evaluation], oracle_eval: ev.Evaluation | None, version: str,
+             saved: dict[str, str]) -> dict:
+    """The job's JSON-able summary (without timings and figures)."""
+    oracle_auc = oracle_eval.metrics["areaUnderROC"] if oracle_eval else None
+
+    def model_summary(c: Candidate) -> dict:
+        m = results[c.model_type].metrics
+        return {"validation_score": round(c.validation_score, 4),
+                **{f"test_{k}": round(m[key], 4) for k, key in (
+                    ("auc", "areaUnderROC"), ("pr_auc", "areaUnderPR"), ("accuracy", "accuracy"),
+                    ("recall_1", "recall_1"), ("recall_0", "recall_0"), ("f1_1", "f1_1"))},
+                "threshold": round(results[c.model_type].threshold, 4),
+                "params": c.params, "fit_seconds": round(c.fit_seconds, 1)}
+
+    return {"version": version, "chosen": chosen.model_type, "selection_metric": cfg.get("train.selection_metric"),
+            "oracle_auc": None if oracle_auc is None else round(oracle_auc, 4),
+            "rows": prep.rows, "positives_train": prep.positives_train, "features": len(prep.names),
+            "dropped_by_correlation": prep.dropped, "models": {c.model_type: model_summary(c) for c in candidates},
+            "model_paths": saved}
 
 
 def _metrics_writes(spark: SparkSession, cfg: Config, version: str, candidates: list[Candidate],
@@ -559,8 +597,7 @@ def _metrics_writes(spark: SparkSession, cfg: Config, version: str, candidates: 
                             T.StructField("point", T.IntegerType()), T.StructField("x", T.DoubleType()),
                             T.StructField("y", T.DoubleType()), T.StructField("threshold", T.DoubleType())])
     curves_df = spark.createDataFrame(points, cschema).select(*meta, "*")
-    return {name: (lambda df=df, key=key: tables.replace_partition(df, cfg.table(key), where={"run_id": cfg.run_id},
-                                                                    partition_by=["run_id"]))
+    return {name: (lambda df=df, key=key: tables.write_run(df, cfg, key))
             for name, df, key in (("metrics", metrics_df, "model_metrics"), ("curves", curves_df, "model_curves"))}
 
 
@@ -587,7 +624,7 @@ def _figures(spark: SparkSession, cfg: Config, candidates: list[Candidate], resu
     ]
     readable = [fe.readable_feature(cfg, n) for n in names]
     for cand in candidates:
-        values = importances(cand.model)
+        values = ev.importances(cand.model)
         if len(values) == len(readable):
             lr = cand.model_type == "logistic_regression"
             fig = ev.plot_importances(

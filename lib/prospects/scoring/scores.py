@@ -21,19 +21,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.ml import PipelineModel, Transformer
-from pyspark.ml.functions import vector_to_array
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from prospects.core import runlog, tables
 from prospects.core.config import Config
 from prospects.core.errors import JobError
+from prospects.ml import drift
+from prospects.ml.features import positive_probability
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +164,18 @@ def validate_regions(regions: DataFrame, required: Sequence[str], may_be_empty: 
 # ---------------------------------------------------------------------------------------------
 # The scoring transform
 # ---------------------------------------------------------------------------------------------
-def tier_column(probability: str, tiers: dict) -> F.Column:
-    """``high`` / ``medium`` / ``low`` from ``probability`` >= the cut-offs in ``tiers``."""
-    p = F.col(probability)
-    return (F.when(p >= F.lit(float(tiers["high"])), "high")
-            .when(p >= F.lit(float(tiers["medium"])), "medium").otherwise("low"))
+LOW_TIER = "low"
+
+
+def tier_column(probability: str, cutoffs: Mapping[str, float]) -> Column:
+    """The risk tier of ``probability``: the tier whose cut-off is the highest one it reaches
+    (``{high: 0.6, medium: 0.3}``; of equal cut-offs, the one listed first), else ``low``. Scoring's
+    tiers and churn's risk tiers both."""
+    p, tier = F.col(probability), F.lit(LOW_TIER)
+    ordered = sorted(enumerate(cutoffs.items()), key=lambda t: (float(t[1][1]), -t[0]))
+    for _, (name, cut) in ordered:      # lowest cut-off first: each higher one overrides
+        tier = F.when(p >= F.lit(float(cut)), F.lit(name)).otherwise(tier)
+    return tier
 
 
 def probabilities(model: Transformer, id_column: str) -> Callable[[DataFrame], DataFrame]:
@@ -176,7 +184,7 @@ def probabilities(model: Transformer, id_column: str) -> Callable[[DataFrame], D
     def _apply(df: DataFrame) -> DataFrame:
         out = model.transform(df.drop(*[c for c in _MODEL_OUTPUTS if c in df.columns]))
         return out.select(F.col(id_column).alias("user_id"), F.col("region").cast("string"),
-                          vector_to_array(F.col("probability"))[1].cast("double").alias("probability"))
+                          positive_probability(out).alias("probability"))
     return _apply
 
 
@@ -419,6 +427,70 @@ def _training_users(spark: SparkSession, cfg: Config, row: dict | None) -> tuple
     return df.where(F.col("run_id") == run), what
 
 
+def drift_reference(spark: SparkSession, cfg: Config, reg: Any) -> tuple[drift.Reference | None, str]:
+    """The drift reference saved with the model version; for a version saved without one, fitted
+    now on its training users. Returns (the reference or None, which users it describes or why
+    there is none)."""
+    row = getattr(reg, "row", None) or {}
+    saved = drift.Reference.load(spark, drift.reference_path(cfg, str(reg.version)))
+    if saved is not None:
+        return saved, (f"{row.get('training_table')} run {row.get('training_run_id')} "
+                       f"(version {row.get('training_table_version')}), reference of model {reg.version}")
+    train, what = _training_users(spark, cfg, row)
+    if train is None:
+        return None, what
+    return drift.fit_reference(train, [c.column for c in cfg.columns.features], int(cfg.get("score.psi_bins")),
+                               int(cfg.get("score.categorical_max_values")),
+                               int(cfg.get("score.drift_sample_rows"))), what
+
+
+@dataclass
+class ScoringInputs:
+    """The regions to score, checked before any write."""
+
+    regions: DataFrame
+    bronze_run: str
+    validated: dict[str, int]     # region -> users (0 for an expected region without users)
+    rules: Any                    # the segment and action rules, parsed
+    only: list[str]               # score.only_regions
+    expected: list[str]           # score.regions
+
+
+def scoring_inputs(spark: SparkSession, cfg: Config, reg: Any) -> ScoringInputs:
+    """Read the latest bronze regions run and check it, and the segment/action rules, against the
+    model's raw input columns."""
+    from prospects.scoring import segments as seg
+
+    regions, bronze_run = read_regions(spark, cfg)
+    only = [str(r) for r in cfg.get("score.only_regions") or []]
+    if only:
+        regions = regions.where(F.col("region").isin(only))
+    features = [c.column for c in cfg.columns.features]
+    # raw columns the model reads: declared by its stages or listed by the registry, if dictionary features
+    required = [c for c in dict.fromkeys([*model_input_columns(reg.model), *(getattr(reg, "features", None) or [])])
+                if c in features]
+    rules = seg.validate_rules(cfg, regions)
+    validated = validate_regions(regions, required, may_be_empty=zero_filled(cfg),
+                                 min_users=int(cfg.get("score.missing_column_min_users")),
+                                 id_column=cfg.columns.id_column)
+    expected = list(cfg.get("score.regions") or [])
+    for r in expected:
+        validated.setdefault(r, 0)
+    return ScoringInputs(regions, bronze_run, validated, rules, only, expected)
+
+
+def write_region_summary(spark: SparkSession, cfg: Config, scored_any: bool, threshold: float,
+                         expected: list[str], model_version: str) -> tuple[DataFrame | None, list[dict]]:
+    """``gold_region_summary`` of this run, from its scores; returns (the scores, the summary rows)."""
+    path = cfg.table("gold_region_summary")
+    scores = tables.read_run(spark, cfg.table("gold_scores"), cfg.run_id)[0] if scored_any else None
+    summary = (region_summary(scores, threshold, expected) if scored_any
+               else empty_summary(spark, cfg.run_id, expected, threshold, model_version))
+    tables.write_run(summary, cfg, "gold_region_summary")
+    rows = [r.asDict() for r in tables.read_run(spark, path, cfg.run_id)[0].orderBy("region").collect()]
+    return scores, rows
+
+
 @runlog.logged("score")
 def run(cfg: Config, spark: SparkSession, version: str | None = None) -> dict:
     """Job entry: score every region of the latest bronze regions run with the registered model.
@@ -436,50 +508,25 @@ def run(cfg: Config, spark: SparkSession, version: str | None = None) -> dict:
     t0 = time.time()
     version = version or cfg.get("score.model_version")
     reg = load_model(spark, cfg, None if version in (None, "", "latest") else str(version))
-    model, threshold, model_version = reg.model, float(reg.threshold), str(reg.version)
-    regions, bronze_run = read_regions(spark, cfg)
-    only = [str(r) for r in cfg.get("score.only_regions") or []]
-    if only:
-        regions = regions.where(F.col("region").isin(only))
-    features = [c.column for c in cfg.columns.features]
-    # raw columns the model reads: declared by its stages or listed by the registry, if dictionary features
-    required = [c for c in dict.fromkeys([*model_input_columns(model), *(getattr(reg, "features", None) or [])])
-                if c in features]
-    rules = seg.validate_rules(cfg, regions)                       # segment/action expressions parse
-    validated = validate_regions(regions, required, may_be_empty=zero_filled(cfg),
-                                 min_users=int(cfg.get("score.missing_column_min_users")),
-                                 id_column=cfg.columns.id_column)
-    expected = list(cfg.get("score.regions") or [])
-    for r in expected:
-        validated.setdefault(r, 0)
-    timings: dict[str, float] = {}
-    scored = score_regions(spark, cfg, model, threshold, model_version, regions, validated=validated)
-    timings["score"] = scored["seconds"]
-    found = [r for r, n in scored["regions"].items() if n > 0]
-    if only:  # run-level outputs (summary, segments, ...) are refreshed by an unrestricted run
-        return {"model_version": model_version, "only_regions": only,
-                "bronze_run_id": bronze_run, "regions": {r: scored["regions"].get(r, 0) for r in only}}
-
+    threshold, model_version = float(reg.threshold), str(reg.version)
+    inputs = scoring_inputs(spark, cfg, reg)
+    scored = score_regions(spark, cfg, reg.model, threshold, model_version, inputs.regions,
+                           validated=inputs.validated)
+    timings = {"score": scored["seconds"]}
+    if inputs.only:  # run-level outputs (summary, segments, ...) are refreshed by an unrestricted run
+        return {"model_version": model_version, "only_regions": inputs.only, "bronze_run_id": inputs.bronze_run,
+                "regions": {r: scored["regions"].get(r, 0) for r in inputs.only}}
     t = time.time()
-    summary_path = cfg.table("gold_region_summary")
-    if found:
-        scores, _ = tables.read_run(spark, cfg.table("gold_scores"), cfg.run_id)
-        summary = region_summary(scores, threshold, expected)
-    else:
-        scores = None
-        summary = empty_summary(spark, cfg.run_id, expected, threshold, model_version)
-    tables.replace_partition(summary, summary_path, where={"run_id": cfg.run_id}, partition_by=["run_id"])
-    summary_rows = [r.asDict() for r in tables.read_run(spark, summary_path, cfg.run_id)[0]
-                    .orderBy("region").collect()]
+    found = any(n > 0 for n in scored["regions"].values())
+    scores, summary_rows = write_region_summary(spark, cfg, found, threshold, inputs.expected, model_version)
     timings["summary"] = round(time.time() - t, 3)
-
-    train, train_what = _training_users(spark, cfg, getattr(reg, "row", None))
-    extra = seg.run_outputs(spark, cfg, regions if found else None, scores, summary_rows, rules,
-                            train, train_what)
+    reference, train_what = drift_reference(spark, cfg, reg)
+    extra = seg.run_outputs(spark, cfg, inputs.regions if found else None, scores, summary_rows, inputs.rules,
+                            reference, train_what)
     timings.update(extra.pop("seconds", {}))
     result = {
         "model_version": model_version, "threshold": threshold,
-        "bronze_run_id": bronze_run, "users": sum(scored["regions"].values()),
+        "bronze_run_id": inputs.bronze_run, "users": sum(scored["regions"].values()),
         "regions": {r["region"]: {"users": r["users"], "prospects": r["prospects"],
                                   "prospect_share": round(r["prospect_share"], 4),
                                   "expected_switchers": round(r["expected_switchers"] or 0.0, 1)}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -34,11 +34,10 @@ from prospects.core.config import Config, join_path
 from prospects.core.dictionary import ColumnDictionary
 from prospects.core.errors import JobError
 from prospects.core.figures import Folder, pyplot
+from prospects.ml.drift import MISSING, Reference, against, as_text
 
 log = logging.getLogger(__name__)
 
-MISSING = "missing"
-PSI_EPS = 1e-4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,13 +81,6 @@ def _band_label(lo: float | None, hi: float | None, integer: bool) -> str:
     return f"{fmt(lo)} to <{fmt(hi)}"
 
 
-def _as_text(col: Column) -> Column:
-    """A value as text; integral doubles without ``.0`` (VIP class 4.0 -> "4")."""
-    num = col.try_cast("double")
-    return F.when(num.isNotNull() & ~F.isnan(num) & (num == F.floor(num)),
-                  F.floor(num).cast("long").cast("string")).otherwise(col.cast("string"))
-
-
 def segment_from_spec(name: str, spec: dict, columns: ColumnDictionary) -> Segment:
     """Build a :class:`Segment` from its conf record.
 
@@ -126,7 +118,7 @@ def segment_from_spec(name: str, spec: dict, columns: ColumnDictionary) -> Segme
             value = value.when(cond, F.lit(_band_label(lo, hi, integer)))
             order = order.when(cond, F.lit(i))
         return Segment(name, label, value, order)
-    text = _as_text(col)
+    text = as_text(col)
     if "values" in spec:
         mapping = spec["values"]
         if not isinstance(mapping, dict) or not mapping:
@@ -338,124 +330,6 @@ def campaign_list(users: DataFrame, budgets: dict[str, int]) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# Drift: population stability index
-# ---------------------------------------------------------------------------------------------
-def feature_bins(train: DataFrame, features: Sequence[str], bins: int = 10,
-                 max_categories: int = 10) -> dict[str, dict]:
-    """Bin definitions learnt on the training users.
-
-    A string column, or a numeric column with at most ``max_categories`` distinct values, is
-    categorical (binned by value); other numeric columns get the edges of ``bins`` quantile bins
-    (approxQuantile, duplicates removed). Nulls are their own bin everywhere.
-
-    Returns:
-        feature -> ``{"kind": "categorical"}`` or ``{"kind": "numeric", "edges": [...]}``.
-    """
-    types = dict(train.dtypes)
-    numeric = [c for c in features if types[c] != "string"]
-    distinct = train.agg(*[F.approx_count_distinct(c).alias(c) for c in numeric]).first().asDict() if numeric else {}
-    out: dict[str, dict] = {}
-    quantile_cols = [c for c in numeric if distinct[c] > max_categories]
-    probs = [i / bins for i in range(1, bins)]
-    edges = train.approxQuantile(quantile_cols, probs, 0.001) if quantile_cols else []
-    for c in features:
-        if c in quantile_cols:
-            out[c] = {"kind": "numeric", "edges": sorted(set(edges[quantile_cols.index(c)]))}
-        else:
-            out[c] = {"kind": "categorical"}
-    return out
-
-
-def bin_column(col: str, spec: dict) -> Column:
-    """The bin of ``col`` as text: value (categorical) or ``q<k>`` = number of edges below (numeric)."""
-    c = F.col(col)
-    if spec["kind"] == "categorical":
-        return F.coalesce(_as_text(c), F.lit(MISSING))
-    idx = sum([(c > F.lit(e)).cast("int") for e in spec["edges"]], F.lit(0))
-    return F.when(c.isNull(), F.lit(MISSING)).otherwise(F.concat(F.lit("q"), idx.cast("string")))
-
-
-def _bin_counts(df: DataFrame, bins: dict[str, dict], keys: list[str]) -> DataFrame:
-    """Users per (keys, feature, bin): every bin computed in one projection, then stacked to rows.
-
-    Stacking plain columns keeps each plan small enough for whole-stage code generation; an explode
-    over an array of (feature, bin expression) structs did not, and ran about 2x slower (1.7 s
-    against 3.3 s for a 50,000-user sample, 33 features).
-    """
-    if not bins:
-        return df.select(*keys, F.lit(None).cast("string").alias("feature"), F.lit(None).cast("string").alias("bin"),
-                         F.lit(0).cast("long").alias("count")).limit(0)
-    binned = df.select(*keys, *[bin_column(f, spec).alias(f"_bin{i}") for i, (f, spec) in enumerate(bins.items())])
-    pairs = F.stack(F.lit(len(bins)), *[x for i, f in enumerate(bins) for x in (F.lit(f), F.col(f"_bin{i}"))])
-    return binned.select(*keys, pairs.alias("feature", "bin")).groupBy(*keys, "feature", "bin").count()
-
-
-def psi(expected: dict[str, int], actual: dict[str, int], eps: float = PSI_EPS) -> float:
-    """Population stability index sum((a - e) * ln(a / e)) over the union of bins (shares floored at eps)."""
-    ne, na = sum(expected.values()), sum(actual.values())
-    if ne == 0 or na == 0:
-        return float("nan")
-    total = 0.0
-    for b in set(expected) | set(actual):
-        e = max(expected.get(b, 0) / ne, eps)
-        a = max(actual.get(b, 0) / na, eps)
-        total += (a - e) * math.log(a / e)
-    return total
-
-
-def sample_rows(df: DataFrame, rows: int, seed: int, by: str | None = None) -> DataFrame:
-    """About ``rows`` rows of ``df`` (of each ``by`` group), drawn uniformly; all rows when fewer or rows <= 0.
-
-    One narrow pass counts the rows (per group), then a seeded Bernoulli filter keeps each row with
-    probability rows / count; nothing is shuffled.
-    """
-    if rows <= 0:
-        return df
-    if by is None:
-        n = df.count()
-        return df if n <= rows else df.where(F.rand(seed) < F.lit(rows / n))
-    counts = {r[by]: r["count"] for r in df.groupBy(by).count().collect()}
-    fractions = {k: rows / n for k, n in counts.items() if n > rows}
-    if not fractions:
-        return df
-    frac = F.create_map(*[x for k, v in fractions.items() for x in (F.lit(k), F.lit(v))])
-    return df.where(F.rand(seed) < F.coalesce(F.element_at(frac, F.col(by)), F.lit(1.0)))
-
-
-def drift(train: DataFrame, regions: DataFrame, features: Sequence[str], bins: int = 10,
-          max_categories: int = 10, sample: int = 0, seed: int = 42) -> list[dict]:
-    """PSI of each feature between the training users and each region's users.
-
-    With ``sample`` > 0, the training users and each region are first sampled to about that many
-    users (:func:`sample_rows`): a PSI from 50,000 users per side differs from the exact one by
-    about 0.001 (sampling noise, about (bins - 1) / users), and the cost no longer grows with the
-    user base. Three aggregations in Spark (distinct counts and quantile edges on the training
-    sample, bin counts per side); the per-bin counts (features x bins x regions rows) reach the
-    driver, where the sums are taken.
-
-    Returns:
-        records region, feature, kind, bins (number of bins seen), psi.
-    """
-    features = [f for f in features if f in train.columns and f in regions.columns]
-    train = sample_rows(train.select(*features), sample, seed).persist()
-    regions = sample_rows(regions.select("region", *features), sample, seed + 1, by="region")
-    spec = feature_bins(train, features, bins, max_categories)
-    expected: dict[str, dict[str, int]] = {}
-    for r in _bin_counts(train, spec, []).collect():
-        expected.setdefault(r["feature"], {})[r["bin"]] = r["count"]
-    actual: dict[tuple[str, str], dict[str, int]] = {}
-    for r in _bin_counts(regions, spec, ["region"]).collect():
-        actual.setdefault((r["region"], r["feature"]), {})[r["bin"]] = r["count"]
-    train.unpersist()
-    out = []
-    for (region, feature), counts in sorted(actual.items()):
-        e = expected.get(feature, {})
-        out.append({"region": region, "feature": feature, "kind": spec[feature]["kind"],
-                    "bins": len(set(e) | set(counts)), "psi": psi(e, counts)})
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # Figures (small aggregates only)
 # ---------------------------------------------------------------------------------------------
 def plot_region_segments(profile, region: str, title: str | None = None):
@@ -551,35 +425,23 @@ def plot_drift(rows, warn: float, columns: ColumnDictionary | None = None, top: 
 # ---------------------------------------------------------------------------------------------
 # Stage outputs
 # ---------------------------------------------------------------------------------------------
-def _write(spark: SparkSession, df: DataFrame | None, path: str, run_id: str) -> None:
-    """Replace this run's rows of ``path`` by ``df``; with ``df`` None, clear them (empty result)."""
-    if df is not None:
-        tables.replace_partition(df.withColumn("run_id", F.lit(run_id)), path, where={"run_id": run_id},
-                                 partition_by=["run_id"])
-    elif tables.is_delta(spark, path):
-        from delta.tables import DeltaTable
-
-        DeltaTable.forPath(spark, path).delete(f"run_id = {tables.sql_literal(run_id)}")
-
-
 def _segment_outputs(spark: SparkSession, cfg: Config, regions: DataFrame | None, scores: DataFrame | None,
                      summary_rows: list[dict], rules: Rules, out: dict, seconds: dict) -> None:
     """Segment profiles, action counts and the campaign list of the run (``run_outputs``' first half)."""
-    run_id = cfg.run_id
     t = time.time()
     users = None
     if scores is not None and regions is not None:
         users = scored_users(scores, regions, rules, cfg.columns.id_column).persist()
     profiles = segment_profiles(users, rules) if users is not None and rules.segments else None
-    _write(spark, profiles, cfg.table("gold_segments"), run_id)
+    tables.write_run(profiles, cfg, "gold_segments")
     actions = action_counts(users, rules) if users is not None else None
-    _write(spark, actions, cfg.table("gold_actions"), run_id)
+    tables.write_run(actions, cfg, "gold_actions")
     seconds["segments_actions"] = round(time.time() - t, 3)
 
     t = time.time()
     budgets = campaign_budgets(summary_rows, int(cfg.get("score.campaign_budget")), cfg.get("score.campaign_split"))
     campaign = campaign_list(users, budgets) if users is not None and budgets else None
-    _write(spark, campaign, cfg.table("gold_campaign"), run_id)
+    tables.write_run(campaign, cfg, "gold_campaign")
     out["campaign"] = {"split": cfg.get("score.campaign_split"), "users": budgets}
     seconds["campaign"] = round(time.time() - t, 3)
     if users is not None:
@@ -587,16 +449,13 @@ def _segment_outputs(spark: SparkSession, cfg: Config, regions: DataFrame | None
 
 
 def _drift_output(spark: SparkSession, cfg: Config, regions: DataFrame | None, scores: DataFrame | None,
-                  train: DataFrame | None, train_what: str, out: dict, seconds: dict) -> list[dict]:
-    """PSI of every feature per region against the training users, written to ``gold_drift``."""
-    run_id = cfg.run_id
+                  reference: Reference | None, train_what: str, out: dict, seconds: dict) -> list[dict]:
+    """PSI of every feature per region against the training users' reference, written to ``gold_drift``."""
     t = time.time()
     warn = float(cfg.get("score.psi_warn"))
     drift_rows: list[dict] = []
-    if train is not None and regions is not None and scores is not None:
-        feats = [c.column for c in cfg.columns.features]
-        drift_rows = drift(train, regions, feats, int(cfg.get("score.psi_bins")),
-                           int(cfg.get("score.categorical_max_values")), int(cfg.get("score.drift_sample_rows")))
+    if reference is not None and regions is not None and scores is not None:
+        drift_rows = against(reference, regions, int(cfg.get("score.drift_sample_rows")))
         for r in drift_rows:
             r["feature_name"] = cfg.columns.readable(r["feature"])
             r["level"] = "shift" if r["psi"] >= warn else ("moderate" if r["psi"] >= 0.1 else "stable")
@@ -610,18 +469,18 @@ def _drift_output(spark: SparkSession, cfg: Config, regions: DataFrame | None, s
                   "level string, training string")
         df = spark.createDataFrame([tuple(r[k] for k in ("region", "feature", "feature_name", "kind", "bins", "psi",
                                                           "level", "training")) for r in drift_rows], schema)
-        _write(spark, df, cfg.table("gold_drift"), run_id)
+        tables.write_run(df, cfg, "gold_drift")
     else:
-        reason = train_what if train is None else "nothing scored"
+        reason = train_what if reference is None else "nothing scored"
         log.warning("drift check skipped: %s", reason)
         out["drift_skipped"] = reason
-        _write(spark, None, cfg.table("gold_drift"), run_id)
+        tables.write_run(None, cfg, "gold_drift")
     seconds["drift"] = round(time.time() - t, 3)
     return drift_rows
 
 
 def run_outputs(spark: SparkSession, cfg: Config, regions: DataFrame | None, scores: DataFrame | None,
-                summary_rows: list[dict], rules: Rules, train: DataFrame | None, train_what: str) -> dict:
+                summary_rows: list[dict], rules: Rules, reference: Reference | None, train_what: str) -> dict:
     """Write segment profiles, action counts, campaign list and drift of one run, then the figures.
 
     The drift check runs in a second thread beside the other outputs; ``seconds`` gives each part's
@@ -632,18 +491,19 @@ def run_outputs(spark: SparkSession, cfg: Config, regions: DataFrame | None, sco
         scores: gold score rows of the run (None when nothing was scored).
         summary_rows: region summary rows of the run (driver-side, one per region).
         rules: parsed segment and action rules (:func:`validate_rules`).
-        train: training users for the drift check (None: drift skipped).
+        reference: the training users' drift reference (None: drift skipped); ``train_what`` says
+            which users it describes, or why there is none.
 
     Returns:
         counts per output, campaign budgets, drift warnings, figure paths and ``seconds``.
     """
     seconds: dict[str, float] = {}
     out: dict[str, Any] = {}
-    # Drift reads its own samples of the training and region users: it runs beside the segment,
+    # Drift reads its own sample of the region users: it runs beside the segment,
     # action and campaign outputs (Spark interleaves the two threads' jobs, so one side's small jobs
     # and driver-side work fill the cores the other leaves idle).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift") as pool:
-        drifting = pool.submit(_drift_output, spark, cfg, regions, scores, train, train_what, out, seconds)
+        drifting = pool.submit(_drift_output, spark, cfg, regions, scores, reference, train_what, out, seconds)
         _segment_outputs(spark, cfg, regions, scores, summary_rows, rules, out, seconds)
         drift_rows = drifting.result()
 
@@ -677,9 +537,3 @@ def write_figures(spark: SparkSession, cfg: Config, summary_rows: list[dict], dr
     if drift_rows:
         paths.append(folder.save(plot_drift(pd.DataFrame(drift_rows), warn, cfg.columns), "drift.png", tight=False))
     return paths
-
-
-def summarise(rows: Iterable[dict]) -> str:
-    """One text line per region of a summary (for logs and notes)."""
-    return "; ".join(f"{r['region']}: {r['prospects']:,}/{r['users']:,} = "
-                     f"{(r['prospect_share'] or 0) * 100:.2f}%" for r in rows)

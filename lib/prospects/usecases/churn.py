@@ -28,7 +28,13 @@ from typing import Any
 
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.clustering import KMeans
-from pyspark.ml.feature import StandardScaler, VectorAssembler
+from pyspark.ml.feature import (
+    OneHotEncoder,
+    StandardScaler,
+    StringIndexer,
+    StringIndexerModel,
+    VectorAssembler,
+)
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -39,26 +45,21 @@ from prospects.core import runlog, tables
 from prospects.core.config import Config, join_path
 from prospects.core.dictionary import ColumnDictionary
 from prospects.core.figures import Folder, pyplot
+from prospects.ml import features as fe
+from prospects.ml.evaluation import importances
+from prospects.ml.features import positive_probability
+from prospects.scoring.scores import LOW_TIER, tier_column
 
 log = logging.getLogger(__name__)
 
+SEGMENTATION_DIR = "churn_segmentation"   # the fitted segmentation, under the churn model's folder
+
 DEFAULT_TIERS = {"high": 0.6, "medium": 0.3}
-LOW_TIER = "low"
 
 
 # ---------------------------------------------------------------------------------------------
 # Probabilities and risk tiers
 # ---------------------------------------------------------------------------------------------
-def positive_probability(df: DataFrame, col: str = "probability") -> Column:
-    """Probability of class 1 from ``col``: element 1 of a Spark ML probability vector, or the
-    column itself when it is already a number."""
-    if col not in df.columns:
-        raise ValueError(f"probability column '{col}' not in {df.columns}")
-    if isinstance(df.schema[col].dataType, VectorUDT):
-        return vector_to_array(F.col(col))[1]
-    return F.col(col).cast("double")
-
-
 def tier_cutoffs(scored: DataFrame, prob_col: str, tiers: Mapping[str, float] | None = None,
                  method: str = "probability") -> dict[str, float]:
     """Probability cut-off of each tier, highest tier first.
@@ -96,13 +97,9 @@ def tier_cutoffs(scored: DataFrame, prob_col: str, tiers: Mapping[str, float] | 
 
 
 def with_tier(df: DataFrame, prob_col: str, cutoffs: Mapping[str, float], tier_col: str = "tier") -> DataFrame:
-    """Add ``tier_col``: the first tier (in ``cutoffs`` order) whose cut-off ``prob_col`` reaches,
-    else ``low``."""
-    expr = None
-    for tier, cut in cutoffs.items():
-        cond = F.col(prob_col) >= F.lit(float(cut))
-        expr = F.when(cond, F.lit(tier)) if expr is None else expr.when(cond, F.lit(tier))
-    return df.withColumn(tier_col, expr.otherwise(F.lit(LOW_TIER)) if expr is not None else F.lit(LOW_TIER))
+    """Add ``tier_col``: the tier of the highest cut-off ``prob_col`` reaches, else ``low``
+    (:func:`scoring.scores.tier_column`)."""
+    return df.withColumn(tier_col, tier_column(prob_col, cutoffs))
 
 
 def risk_tiers(scored: DataFrame, prob_col: str, label_col: str | None,
@@ -211,8 +208,8 @@ def model_importances(model: PipelineModel, transformed: DataFrame, codes: Seque
                       names: Sequence[str] | None = None) -> dict[str, float]:
     """Importance of each raw column from a fitted pipeline's last classifier, normalised to sum 1.
 
-    Tree models: ``featureImportances``; linear models: ``|coefficient|`` (comparable when the
-    vector is standardised). Slot importances are summed per raw column (:func:`source_column`).
+    Tree models: ``featureImportances`` (XGBoost: total gain); linear models: ``|coefficient|``
+    (:func:`evaluation.importances`). Slot importances are summed per raw column (:func:`source_column`).
 
     Args:
         model: fitted PipelineModel (or a single model).
@@ -226,11 +223,8 @@ def model_importances(model: PipelineModel, transformed: DataFrame, codes: Seque
     """
     stages = model.stages if isinstance(model, PipelineModel) else [model]
     for stage in reversed(stages):
-        if hasattr(stage, "featureImportances"):
-            values = list(stage.featureImportances.toArray())
-        elif hasattr(stage, "coefficients"):
-            values = [abs(v) for v in stage.coefficients.toArray()]
-        else:
+        values = importances(stage)
+        if not values:
             continue
         fcol = stage.getFeaturesCol() if hasattr(stage, "getFeaturesCol") else "features"
         slots = list(names) if names and len(names) == len(values) else (
@@ -250,6 +244,58 @@ def _melt_categories(df: DataFrame, cats: Sequence[str], keep: Sequence[str]) ->
     pairs = F.explode(F.array(*[F.struct(F.lit(c).alias("feature"), F.col(c).cast("string").alias("value"))
                                 for c in cats]))
     return df.select(*keep, pairs.alias("_p")).select(*keep, "_p.feature", "_p.value")
+
+
+def _numeric_directions(df: DataFrame, columns: ColumnDictionary, nums: Sequence[str],
+                        target: Column) -> list[dict[str, Any]]:
+    """Per numeric feature: mean target above against at most the median (one aggregation)."""
+    meds = dict(zip(nums, [q[0] if q else None for q in df.approxQuantile(list(nums), [0.5], 1e-4)]))
+    aggs = []
+    for c in nums:
+        hi = F.col(c) > F.lit(meds[c])
+        aggs += [F.avg(F.when(hi, target)).alias(f"{c}__hi"), F.avg(F.when(~hi, target)).alias(f"{c}__lo")]
+    r = df.agg(*aggs).first()
+    rows = []
+    for c in nums:
+        hi, lo = r[f"{c}__hi"], r[f"{c}__lo"]
+        effect = (hi - lo) if hi is not None and lo is not None else 0.0
+        name = columns.readable(c)
+        rows.append(dict(
+            feature=c, kind="numeric", effect=effect,
+            direction=(f"higher {name} -> more churn" if effect > 0 else f"higher {name} -> less churn"
+                       if effect < 0 else "no effect"),
+            high_risk_value=f"> {meds[c]:g}" if effect >= 0 else f"<= {meds[c]:g}",
+            rate_high_risk=hi if effect >= 0 else lo,
+            low_risk_value=f"<= {meds[c]:g}" if effect >= 0 else f"> {meds[c]:g}",
+            rate_low_risk=lo if effect >= 0 else hi))
+    return rows
+
+
+def _categorical_directions(df: DataFrame, columns: ColumnDictionary, cats: Sequence[str], target: Column,
+                            min_share: float) -> list[dict[str, Any]]:
+    """Per text feature: the categories (of at least ``min_share`` of the customers) with the highest
+    and the lowest mean target."""
+    melted = _melt_categories(df.select(*cats, target.alias("_t")), cats, ["_t"])
+    stats = (melted.groupBy("feature", "value")
+             .agg(F.count(F.lit(1)).alias("n"), F.avg("_t").alias("rate"))
+             .withColumn("share", F.col("n") / F.sum("n").over(Window.partitionBy("feature")))
+             .where(F.col("share") >= min_share).collect())  # one row per category value
+    by: dict[str, list] = {}
+    for s in stats:
+        by.setdefault(s["feature"], []).append(s)
+    rows = []
+    for c in cats:
+        vals = sorted(by.get(c, []), key=lambda s: (s["rate"] or 0.0))
+        if not vals:
+            continue
+        top, bottom = vals[-1], vals[0]
+        label_top = columns.value_label(c, top["value"])
+        rows.append(dict(
+            feature=c, kind="categorical", effect=(top["rate"] or 0.0) - (bottom["rate"] or 0.0),
+            direction=f"{columns.readable(c)} = {label_top} -> more churn",
+            high_risk_value=label_top, rate_high_risk=top["rate"],
+            low_risk_value=columns.value_label(c, bottom["value"]), rate_low_risk=bottom["rate"]))
+    return rows
 
 
 def global_drivers(df: DataFrame, columns: ColumnDictionary, features: Sequence[str], target_col: str,
@@ -281,47 +327,8 @@ def global_drivers(df: DataFrame, columns: ColumnDictionary, features: Sequence[
     target = F.col(target_col).cast("double")
     nums = [c for c in features if columns[c].type != "string"] if features else []
     cats = [c for c in features if columns[c].type == "string"]
-    rows: list[dict[str, Any]] = []
-    if nums:
-        meds = dict(zip(nums, [q[0] if q else None for q in df.approxQuantile(nums, [0.5], 1e-4)]))
-        aggs = []
-        for c in nums:
-            hi = F.col(c) > F.lit(meds[c])
-            aggs += [F.avg(F.when(hi, target)).alias(f"{c}__hi"),
-                     F.avg(F.when(~hi, target)).alias(f"{c}__lo")]
-        r = df.agg(*aggs).first()
-        for c in nums:
-            hi, lo = r[f"{c}__hi"], r[f"{c}__lo"]
-            effect = (hi - lo) if hi is not None and lo is not None else 0.0
-            name = columns.readable(c)
-            rows.append(dict(
-                feature=c, kind="numeric", effect=effect,
-                direction=(f"higher {name} -> more churn" if effect > 0 else f"higher {name} -> less churn"
-                           if effect < 0 else "no effect"),
-                high_risk_value=f"> {meds[c]:g}" if effect >= 0 else f"<= {meds[c]:g}",
-                rate_high_risk=hi if effect >= 0 else lo,
-                low_risk_value=f"<= {meds[c]:g}" if effect >= 0 else f"> {meds[c]:g}",
-                rate_low_risk=lo if effect >= 0 else hi))
-    if cats:
-        melted = _melt_categories(df.select(*cats, target.alias("_t")), cats, ["_t"])
-        stats = (melted.groupBy("feature", "value")
-                 .agg(F.count(F.lit(1)).alias("n"), F.avg("_t").alias("rate"))
-                 .withColumn("share", F.col("n") / F.sum("n").over(Window.partitionBy("feature")))
-                 .where(F.col("share") >= min_share).collect())  # one row per category value
-        by: dict[str, list] = {}
-        for s in stats:
-            by.setdefault(s["feature"], []).append(s)
-        for c in cats:
-            vals = sorted(by.get(c, []), key=lambda s: (s["rate"] or 0.0))
-            if not vals:
-                continue
-            top, bottom = vals[-1], vals[0]
-            label_top = columns.value_label(c, top["value"])
-            rows.append(dict(
-                feature=c, kind="categorical", effect=(top["rate"] or 0.0) - (bottom["rate"] or 0.0),
-                direction=f"{columns.readable(c)} = {label_top} -> more churn",
-                high_risk_value=label_top, rate_high_risk=top["rate"],
-                low_risk_value=columns.value_label(c, bottom["value"]), rate_low_risk=bottom["rate"]))
+    rows = (_numeric_directions(df, columns, nums, target) if nums else []) + \
+        (_categorical_directions(df, columns, cats, target, min_share) if cats else [])
     imp = dict(importances or {})
     source = "model" if imp else "effect"
     if not imp:
@@ -403,6 +410,34 @@ def _literal_text(value: Any, type_name: str) -> str:
     return str(value)
 
 
+def _with_variants(df: DataFrame, columns: ColumnDictionary, features: Sequence[str],
+                   refs: Mapping[str, Any]) -> tuple[DataFrame, list[str]]:
+    """Each customer, then one copy per (feature, reference value) with that feature set to the
+    value: columns ``_feature`` (null for the customer as is), ``_value`` (the customer's own value
+    of ``_feature``) and ``_w`` (the reference's weight); and the features that have references."""
+    spec: list[tuple[str, str, float]] = []
+    for c in features:
+        ref = refs.get(c)
+        if ref is None or ref == []:
+            continue
+        pairs = ref if isinstance(ref, list) else [(ref, 1.0)]
+        spec += [(c, _literal_text(v, columns[c].type), float(w)) for v, w in pairs if v is not None]
+    feats = sorted({c for c, _, _ in spec}, key=list(features).index)
+    variants = F.array(F.struct(F.lit(None).cast("string").alias("f"), F.lit(None).cast("string").alias("v"),
+                                F.lit(1.0).alias("w")),
+                       *[F.struct(F.lit(c).alias("f"), F.lit(v).alias("v"), F.lit(w).alias("w")) for c, v, w in spec])
+    exploded = df.select("*", F.explode(variants).alias("_var")).select(
+        "*", F.col("_var.f").alias("_feature"), F.col("_var.v").alias("_ref"), F.col("_var.w").alias("_w")
+    ).drop("_var")
+    exploded = exploded.withColumn(
+        "_value", F.coalesce(*[F.when(F.col("_feature") == c, F.col(c).cast("string")) for c in feats]))
+    for c in feats:
+        typ = columns[c].spark_type
+        exploded = exploded.withColumn(
+            c, F.when(F.col("_feature") == c, F.col("_ref").cast(typ)).otherwise(F.col(c).cast(typ)))
+    return exploded, feats
+
+
 def ablation_reasons(df: DataFrame, model: Any, id_col: str, features: Sequence[str],
                      columns: ColumnDictionary, base_values: Mapping[str, Any] | None = None,
                      prob_col: str = "probability", top_n: int = 3) -> DataFrame:
@@ -432,26 +467,7 @@ def ablation_reasons(df: DataFrame, model: Any, id_col: str, features: Sequence[
         largest first, positive only, at most ``top_n``), reason_1 .. reason_<top_n> (text).
     """
     refs = dict(base_values) if base_values is not None else baselines(df, columns, features)
-    spec: list[tuple[str, str, float]] = []
-    for c in features:
-        ref = refs.get(c)
-        if ref is None or ref == []:
-            continue
-        pairs = ref if isinstance(ref, list) else [(ref, 1.0)]
-        spec += [(c, _literal_text(v, columns[c].type), float(w)) for v, w in pairs if v is not None]
-    feats = sorted({c for c, _, _ in spec}, key=list(features).index)
-    variants = F.array(F.struct(F.lit(None).cast("string").alias("f"), F.lit(None).cast("string").alias("v"),
-                                F.lit(1.0).alias("w")),
-                       *[F.struct(F.lit(c).alias("f"), F.lit(v).alias("v"), F.lit(w).alias("w")) for c, v, w in spec])
-    exploded = df.select("*", F.explode(variants).alias("_var")).select(
-        "*", F.col("_var.f").alias("_feature"), F.col("_var.v").alias("_ref"), F.col("_var.w").alias("_w")
-    ).drop("_var")
-    value = F.coalesce(*[F.when(F.col("_feature") == c, F.col(c).cast("string")) for c in feats])
-    exploded = exploded.withColumn("_value", value)
-    for c in feats:
-        typ = columns[c].spark_type
-        exploded = exploded.withColumn(
-            c, F.when(F.col("_feature") == c, F.col("_ref").cast(typ)).otherwise(F.col(c).cast(typ)))
+    exploded, feats = _with_variants(df, columns, features, refs)
     scored = model.transform(exploded)
     p = positive_probability(scored, prob_col)
     names = F.create_map(*[x for c in feats for x in (F.lit(c), F.lit(columns.readable(c)))])
@@ -519,25 +535,36 @@ def linear_reasons(df: DataFrame, id_col: str, features_col: str, feature_names:
 # ---------------------------------------------------------------------------------------------
 # K-means segmentation
 # ---------------------------------------------------------------------------------------------
-def _segment_inputs(df: DataFrame, columns: ColumnDictionary, features: Sequence[str]) -> tuple[DataFrame, list[str]]:
-    """Numeric features imputed (dictionary rule: zero -> 0, else median), text features one-hot as
-    ``code=value`` indicator columns. Returns the frame and the slot names (= its new columns)."""
+def segmentation_pipeline(columns: ColumnDictionary, features: Sequence[str], k: int, seed: int) -> Pipeline:
+    """The segmentation as one Spark ML pipeline: numeric features imputed by their dictionary rule
+    (``zero`` -> 0, any other -> the median; :class:`features.RuleImputer`), text features indexed
+    (values in alphabetical order, a missing value in none) and one-hot encoded, all assembled into
+    ``_seg_vec``, standardised (with mean) and clustered by K-means into ``segment``."""
     nums = [c for c in features if columns[c].type != "string"]
     cats = [c for c in features if columns[c].type == "string"]
-    med = dict(zip(nums, [q[0] if q else 0.0 for q in df.approxQuantile(nums, [0.5], 1e-4)])) if nums else {}
-    cols, slots = [], []
-    for c in nums:
-        fill = 0.0 if columns[c].impute == "zero" else (med[c] or 0.0)
-        cols.append(F.coalesce(F.col(c).cast("double"), F.lit(fill)).alias(c))
-        slots.append(c)
+    stages: list = []
+    if nums:
+        stages.append(fe.RuleImputer(rules={c: "zero" if columns[c].impute == "zero" else "median" for c in nums}))
     if cats:
-        distinct = (_melt_categories(df.select(*cats), cats, []).where(F.col("value").isNotNull())
-                    .distinct().orderBy("feature", "value").collect())  # category values: few
-        for r in distinct:
-            slot = f"{r['feature']}={r['value']}"
-            cols.append((F.col(r["feature"]).cast("string") == F.lit(r["value"])).cast("double").alias(slot))
-            slots.append(slot)
-    return df.select("*", *[c.alias(f"_seg_{i}") for i, c in enumerate(cols)]), slots
+        stages += [StringIndexer(inputCols=cats, outputCols=[f"_idx_{c}" for c in cats], handleInvalid="keep",
+                                 stringOrderType="alphabetAsc"),
+                   OneHotEncoder(inputCols=[f"_idx_{c}" for c in cats], outputCols=[f"_hot_{c}" for c in cats],
+                                 dropLast=True)]  # the last slot is the missing value's: left out
+    return Pipeline(stages=[
+        *stages,
+        VectorAssembler(inputCols=[*nums, *[f"_hot_{c}" for c in cats]], outputCol="_seg_vec", handleInvalid="keep"),
+        StandardScaler(inputCol="_seg_vec", outputCol="_seg_scaled", withMean=True, withStd=True),
+        KMeans(featuresCol="_seg_scaled", predictionCol="segment", k=k, seed=seed, maxIter=50),
+    ])
+
+
+def segment_slots(model: PipelineModel, columns: ColumnDictionary, features: Sequence[str]) -> list[str]:
+    """The names of ``_seg_vec``'s slots: numeric codes, then ``code=value`` per text value."""
+    nums = [c for c in features if columns[c].type != "string"]
+    cats = [c for c in features if columns[c].type == "string"]
+    indexer = next((st for st in model.stages if isinstance(st, StringIndexerModel)), None)
+    labels = indexer.labelsArray if indexer is not None else []
+    return nums + [f"{c}={v}" for c, values in zip(cats, labels) for v in values]
 
 
 def archetype_score(z: Mapping[str, float], traits: Sequence[str]) -> float | None:
@@ -605,14 +632,42 @@ def _slot_label(columns: ColumnDictionary, slot: str) -> str:
     return columns.readable(slot)
 
 
+def _segment_rows(clustered: DataFrame, columns: ColumnDictionary, slots: Sequence[str],
+                  label_col: str | None, prob_col: str | None) -> list[list]:
+    """Per segment: customers, share, churn rate, mean probability, traits, slot means and z-scores
+    (the name and the archetype score left for :func:`name_segments`)."""
+    seg_cols = [f"_seg_{i}" for i in range(len(slots))]
+    overall = clustered.agg(*[F.avg(c).alias(f"m{i}") for i, c in enumerate(seg_cols)],
+                            *[F.stddev_pop(c).alias(f"s{i}") for i, c in enumerate(seg_cols)],
+                            F.count(F.lit(1)).alias("n")).first()
+    label = F.col(label_col).cast("double") if label_col else F.lit(None).cast("double")
+    prob = F.col(prob_col).cast("double") if prob_col else F.lit(None).cast("double")
+    per = (clustered.groupBy("segment")
+           .agg(F.count(F.lit(1)).alias("customers"), F.avg(label).alias("churn_rate"),
+                F.avg(prob).alias("mean_probability"), *[F.avg(c).alias(f"m{i}") for i, c in enumerate(seg_cols)])
+           .orderBy("segment").collect())  # k rows
+    rows = []
+    for r in per:
+        profile = {s: float(r[f"m{i}"]) for i, s in enumerate(slots)}
+        z = {s: ((r[f"m{i}"] - overall[f"m{i}"]) / overall[f"s{i}"]) if overall[f"s{i}"] else 0.0
+             for i, s in enumerate(slots)}
+        top = sorted(slots, key=lambda s: -abs(z[s]))[:3]
+        rows.append([int(r["segment"]), f"segment {r['segment']}", int(r["customers"]), r["customers"] / overall["n"],
+                     r["churn_rate"], r["mean_probability"], None, ", ".join(_trait(columns, s, z[s]) for s in top),
+                     profile, z])
+    return rows
+
+
 def segment_customers(df: DataFrame, id_col: str, columns: ColumnDictionary, features: Sequence[str],
                       k: int = 4, seed: int = 7, label_col: str | None = None,
                       prob_col: str | None = None,
-                      archetypes: Mapping[str, Sequence[str]] | None = None) -> tuple[DataFrame, DataFrame]:
+                      archetypes: Mapping[str, Sequence[str]] | None = None
+                      ) -> tuple[DataFrame, DataFrame, PipelineModel]:
     """K-means segmentation of customers and each segment's profile, churn rate and name.
 
     Features: numeric codes (imputed) and text codes one-hot (``code=value``), standardised
-    (StandardScaler with mean), clustered with ``pyspark.ml.clustering.KMeans(k, seed)``.
+    (StandardScaler with mean), clustered with ``pyspark.ml.clustering.KMeans(k, seed)``: one
+    fitted pipeline (:func:`segmentation_pipeline`), returned to be saved.
     Profile: each slot's mean in the segment and its standardised difference from the whole base,
     ``z = (segment mean - overall mean) / overall std``. Name: an archetype, scored by the mean z
     over its traits (``"-code"``: the trait counts negatively), each archetype given to one segment
@@ -626,41 +681,21 @@ def segment_customers(df: DataFrame, id_col: str, columns: ColumnDictionary, fea
     Returns:
         (assignments: ``id_col``, segment (int), segment_name;
          profiles: segment, segment_name, customers, share, churn_rate, mean_probability,
-         archetype_score, traits (text), profile (map slot -> segment mean), z (map slot -> z)).
+         archetype_score, traits (text), profile (map slot -> segment mean), z (map slot -> z);
+         the fitted segmentation pipeline).
     """
     if not features:
         raise ValueError("churn.segments.features is empty: list the dictionary codes to cluster")
     unknown = [c for c in features if c not in columns or c not in df.columns]
     if unknown:
         raise ValueError(f"churn.segments.features: {unknown} not in the dictionary or the frame")
-    prepared, slots = _segment_inputs(df, columns, features)
-    seg_cols = [f"_seg_{i}" for i in range(len(slots))]
-    pipe = Pipeline(stages=[
-        VectorAssembler(inputCols=seg_cols, outputCol="_seg_vec"),
-        StandardScaler(inputCol="_seg_vec", outputCol="_seg_scaled", withMean=True, withStd=True),
-        KMeans(featuresCol="_seg_scaled", predictionCol="segment", k=k, seed=seed, maxIter=50),
-    ])
-    clustered = pipe.fit(prepared).transform(prepared).cache()
-    overall = clustered.agg(*[F.avg(c).alias(f"m{i}") for i, c in enumerate(seg_cols)],
-                            *[F.stddev_pop(c).alias(f"s{i}") for i, c in enumerate(seg_cols)],
-                            F.count(F.lit(1)).alias("n")).first()
-    label = F.col(label_col).cast("double") if label_col else F.lit(None).cast("double")
-    prob = F.col(prob_col).cast("double") if prob_col else F.lit(None).cast("double")
-    per = (clustered.groupBy("segment")
-           .agg(F.count(F.lit(1)).alias("customers"), F.avg(label).alias("churn_rate"),
-                F.avg(prob).alias("mean_probability"), *[F.avg(c).alias(f"m{i}") for i, c in enumerate(seg_cols)])
-           .orderBy("segment").collect())  # k rows
-    rows, zs = [], []
-    for r in per:
-        profile = {s: float(r[f"m{i}"]) for i, s in enumerate(slots)}
-        z = {s: ((r[f"m{i}"] - overall[f"m{i}"]) / overall[f"s{i}"]) if overall[f"s{i}"] else 0.0
-             for i, s in enumerate(slots)}
-        zs.append(z)
-        top = sorted(slots, key=lambda s: -abs(z[s]))[:3]
-        rows.append([int(r["segment"]), f"segment {r['segment']}", int(r["customers"]), r["customers"] / overall["n"],
-                     r["churn_rate"], r["mean_probability"], None, ", ".join(_trait(columns, s, z[s]) for s in top),
-                     profile, z])
-    for i, (name, score) in enumerate(name_segments(zs, archetypes or {})):
+    model = segmentation_pipeline(columns, features, k, seed).fit(df)
+    slots = segment_slots(model, columns, features)
+    values = vector_to_array(F.col("_seg_vec"))
+    clustered = (model.transform(df)
+                 .select("*", *[values[i].alias(f"_seg_{i}") for i in range(len(slots))]).cache())
+    rows = _segment_rows(clustered, columns, slots, label_col, prob_col)
+    for i, (name, score) in enumerate(name_segments([r[9] for r in rows], archetypes or {})):
         rows[i][1], rows[i][6] = name, score
     spark = df.sparkSession
     profiles = spark.createDataFrame([tuple(r) for r in rows], (
@@ -670,7 +705,7 @@ def segment_customers(df: DataFrame, id_col: str, columns: ColumnDictionary, fea
     names = F.create_map(*[x for r in rows for x in (F.lit(r[0]), F.lit(r[1]))])
     assignments = clustered.select(id_col, F.col("segment").cast("int").alias("segment"),
                                    names[F.col("segment").cast("int")].alias("segment_name"))
-    return assignments, profiles
+    return assignments, profiles, model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -731,15 +766,65 @@ def plot_segments(profile_rows: list):
 # ---------------------------------------------------------------------------------------------
 # Stage
 # ---------------------------------------------------------------------------------------------
-def run(cfg: Config, spark: SparkSession, model: Any, customers: DataFrame | None = None) -> dict:
+def customer_reasons(cfg: Config, model: Any, base: DataFrame, feats: Sequence[str]) -> DataFrame:
+    """Each customer's churn probability and top reasons, by ``churn.reason_method``: ``ablation``
+    (any model) or ``linear`` (the logistic regression's coefficients)."""
+    columns, id_col = cfg.columns, cfg.columns.id_column
+    top_n = int(cfg.get("churn.top_reasons"))
+    method = cfg.get("churn.reason_method")
+    if method == "ablation":
+        return ablation_reasons(base, model, id_col, feats, columns, top_n=top_n)
+    if method == "linear":
+        scored_vec = model.transform(base)
+        lr = next(st for st in reversed(model.stages) if hasattr(st, "coefficients"))
+        fcol = lr.getFeaturesCol()
+        coefs = list(lr.coefficients.toArray())
+        names = [readable_slot(columns, s, feats) for s in slot_names(scored_vec, fcol, len(coefs))]
+        return linear_reasons(scored_vec, id_col, fcol, names, coefs, top_n=top_n, prob_col="probability")
+    raise ValueError(f"churn.reason_method must be ablation or linear, got {method!r}")
+
+
+def write_drivers(cfg: Config, model: Any, scores: DataFrame, base: DataFrame, feats: Sequence[str],
+                  has_label: bool) -> DataFrame:
+    """The global drivers (:func:`global_drivers`: the model's importances, directions measured on
+    the churn flag when known, else on the probability), written to churn_drivers."""
+    id_col, label_col = cfg.columns.id_column, cfg.columns.label_column
+    importances = model_importances(model, model.transform(base.limit(1)), feats, names=_trainer_feature_names(model))
+    target = label_col if has_label else "churn_probability"
+    drivers = global_drivers(scores.join(base.drop(*([label_col] if has_label else [])), id_col),
+                             cfg.columns, feats, target, importances)
+    tables.write_run(drivers, cfg, "churn_drivers")
+    return drivers
+
+
+def write_segments(cfg: Config, scores: DataFrame, base: DataFrame, has_label: bool, model_dir: str) -> DataFrame:
+    """Segment the scored customers (:func:`segment_customers`), write churn_segments and
+    churn_segment_profiles, save the segmentation pipeline under ``model_dir``; returns the profiles."""
+    id_col, label_col = cfg.columns.id_column, cfg.columns.label_column
+    label = [label_col] if has_label else []
+    assignments, profiles, model = segment_customers(
+        scores.select(id_col, "churn_probability", *label).join(base.drop(*label), id_col),
+        id_col, cfg.columns, list(cfg.get("churn.segments.features") or []), k=int(cfg.get("churn.segments.k")),
+        seed=int(cfg.get("churn.segments.seed")), label_col=label_col if has_label else None,
+        prob_col="churn_probability", archetypes=cfg.get("churn.segments.archetypes") or {})
+    tables.write_run(assignments, cfg, "churn_segments")
+    tables.write_run(profiles, cfg, "churn_segment_profiles")
+    model.write().overwrite().save(join_path(model_dir, SEGMENTATION_DIR))
+    return profiles
+
+
+def run(cfg: Config, spark: SparkSession, model: Any, customers: DataFrame | None = None,
+        model_dir: str | None = None) -> dict:
     """The churn insights stage: score the customers with ``model`` and write tiers, drivers,
     per-customer reasons and segments (tables churn_scores, churn_tiers, churn_drivers,
-    churn_segments, churn_segment_profiles) and three figures.
+    churn_segments, churn_segment_profiles), the fitted segmentation and three figures.
 
     Args:
         cfg: configuration (``churn.*``, the dictionary, ``dataset.label_column``).
         model: fitted PipelineModel reading the bronze columns and writing ``probability``.
         customers: the customers to analyse (default: the latest run of ``bronze_users``).
+        model_dir: where the segmentation pipeline is saved (``<model_dir>/churn_segmentation``):
+            the churn model's version folder; default ``<paths.models>/churn_insights/<run_id>``.
     """
     columns = cfg.columns
     id_col, label_col = cfg.columns.id_column, cfg.columns.label_column
@@ -749,57 +834,29 @@ def run(cfg: Config, spark: SparkSession, model: Any, customers: DataFrame | Non
     if id_col not in customers.columns:
         raise ValueError(f"churn: id column '{id_col}' not in the customers table ({customers.columns})")
     has_label = label_col in customers.columns
-    top_n = int(cfg.get("churn.top_reasons"))
-    method = cfg.get("churn.reason_method")
     base = customers.select(id_col, *feats, *([label_col] if has_label else [])).cache()
-    if method == "ablation":
-        reasons = ablation_reasons(base, model, id_col, feats, columns, top_n=top_n)
-    elif method == "linear":
-        scored_vec = model.transform(base)
-        lr = next(st for st in reversed(model.stages) if hasattr(st, "coefficients"))
-        fcol = lr.getFeaturesCol()
-        coefs = list(lr.coefficients.toArray())
-        names = [readable_slot(columns, s, feats) for s in slot_names(scored_vec, fcol, len(coefs))]
-        reasons = linear_reasons(scored_vec, id_col, fcol, names, coefs, top_n=top_n, prob_col="probability")
-    else:
-        raise ValueError(f"churn.reason_method must be ablation or linear, got {method!r}")
-    reasons = reasons.cache()
+    reasons = customer_reasons(cfg, model, base, feats).cache()
     tiers = cfg.get("churn.tiers") or cfg.get("score.tiers") or DEFAULT_TIERS
     cutoffs = tier_cutoffs(reasons, "churn_probability", tiers, cfg.get("churn.tier_method"))
     scores = with_tier(reasons, "churn_probability", cutoffs)
     if has_label:
         scores = scores.join(base.select(id_col, label_col), id_col)
-    run_id = F.lit(cfg.run_id).alias("run_id")
-    write = {"where": {"run_id": cfg.run_id}, "partition_by": ["run_id"]}
-    tables.replace_partition(scores.select("*", run_id), cfg.table("churn_scores"), **write)
+    tables.write_run(scores, cfg, "churn_scores")
     scores = tables.read_run(spark, cfg.table("churn_scores"), cfg.run_id)[0]
     tiers = risk_tiers(scores, "churn_probability", label_col if has_label else None, cutoffs)
-    tables.replace_partition(tiers.select("*", run_id), cfg.table("churn_tiers"), **write)
+    tables.write_run(tiers, cfg, "churn_tiers")
 
-    transformed = model.transform(base.limit(1))
-    importances = model_importances(model, transformed, feats, names=_trainer_feature_names(model))
-    target = label_col if has_label else "churn_probability"
-    drivers = global_drivers(scores.join(base.drop(*([label_col] if has_label else [])), id_col),
-                             columns, feats, target, importances)
-    tables.replace_partition(drivers.select("*", run_id), cfg.table("churn_drivers"), **write)
-
-    seg_feats = list(cfg.get("churn.segments.features") or [])
-    assignments, profiles = segment_customers(
-        scores.select(id_col, "churn_probability", *([label_col] if has_label else []))
-        .join(base.drop(*([label_col] if has_label else [])), id_col),
-        id_col, columns, seg_feats, k=int(cfg.get("churn.segments.k")), seed=int(cfg.get("churn.segments.seed")),
-        label_col=label_col if has_label else None, prob_col="churn_probability",
-        archetypes=cfg.get("churn.segments.archetypes") or {})
-    tables.replace_partition(assignments.select("*", run_id), cfg.table("churn_segments"), **write)
-    tables.replace_partition(profiles.select("*", run_id), cfg.table("churn_segment_profiles"), **write)
+    drivers = write_drivers(cfg, model, scores, base, feats, has_label)
+    profiles = write_segments(cfg, scores, base, has_label,
+                              model_dir or join_path(cfg.path("models"), "churn_insights", cfg.run_id))
 
     tier_rows, driver_rows, prof_rows = tiers.collect(), drivers.collect(), profiles.collect()
-    folder = Folder(spark, join_path(cfg.path("reports"), cfg.run_id, "churn"))
-    figures = [folder.save(plot_tiers(tier_rows), "risk_tiers.png", tight=False),
-               folder.save(plot_drivers(driver_rows), "drivers.png", tight=False),
-               folder.save(plot_segments(prof_rows), "segments.png", tight=False)]
     base.unpersist()
     reasons.unpersist()
+    folder = Folder(spark, join_path(cfg.path("reports"), cfg.run_id, "churn"))
+    figures = [folder.save(plot(rows), name, tight=False) for plot, rows, name in (
+        (plot_tiers, tier_rows, "risk_tiers.png"), (plot_drivers, driver_rows, "drivers.png"),
+        (plot_segments, prof_rows, "segments.png"))]
     summary = {
         "customers": sum(r["customers"] for r in tier_rows),
         "cutoffs": cutoffs,
@@ -830,6 +887,7 @@ def run_job(cfg: Config, spark: SparkSession, version: str | None = None, model_
             raise JobError(f"churn_insights: no churn model ({exc}): run the train job for this use case "
                            "first, or pass --model-path") from exc
         model, source = registered.model, registered.version
-    summary = run(cfg, spark, model)
+    model_dir = None if model_path else join_path(cfg.path("models"), str(source))
+    summary = run(cfg, spark, model, model_dir=model_dir)
     summary["model"] = source
     return summary
