@@ -337,7 +337,7 @@ def test_profile_report_and_figures(profiled):
 def test_profile_rerun_replaces_its_run(spark, profiled):
     cfg, _, _ = profiled
     before = tables.read(spark, cfg.table("eda_columns")).count()
-    pf._write(cfg, "eda_columns", tables.read_run(spark, cfg.table("eda_columns"), cfg.run_id)[0].drop("run_id"))
+    tables.write_run(tables.read_run(spark, cfg.table("eda_columns"), cfg.run_id)[0].drop("run_id"), cfg, "eda_columns")
     assert tables.read(spark, cfg.table("eda_columns")).count() == before
 
 

@@ -28,8 +28,8 @@ DELTA_CONF = {
 
 # Defaults for every environment; a key in ``spark.conf`` overrides them. The 45-column rows and
 # the feature expressions give whole-stage generated methods above HotSpot's 8,000-byte JIT limit,
-# which then run interpreted, about 3x slower (1M users: the feature rows in 20 s instead of 6 s,
-# docs/benchmarks/NOTES.md); with the limit at 8000 Spark splits such plans instead.
+# which then run interpreted, several times slower (docs/benchmarks/NOTES.md); with the limit at 8000
+# Spark splits such plans instead.
 PRODUCT_CONF = {
     "spark.sql.codegen.hugeMethodLimit": 8000,
 }

@@ -9,7 +9,7 @@ different partitions do not conflict.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -67,6 +67,29 @@ def replace_partition(
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
     return last_commit_metrics(df.sparkSession, path) if metrics else None
+
+
+def write_run(df: DataFrame | None, cfg, key: str, *, sub_partitions: Sequence[str] = (),
+              schema_evolution: bool = False, metrics: bool = False) -> dict | None:
+    """This run's rows of table ``key`` (``cfg.table(key)``), the one way every stage writes them.
+
+    ``df``, with a ``run_id`` column added when it has none, replaces the rows of ``cfg.run_id``;
+    other runs stay, and a rerun of a run id is idempotent. ``df`` None deletes the run's rows (an
+    empty result). The table is partitioned by ``run_id`` and then ``sub_partitions``.
+
+    Returns:
+        with ``metrics``, the commit's operation metrics (:func:`replace_partition`); else None.
+    """
+    path = cfg.table(key)
+    if df is None:
+        spark = SparkSession.builder.getOrCreate()    # the active session is per thread
+        if is_delta(spark, path):
+            DeltaTable.forPath(spark, path).delete(F.col("run_id") == F.lit(cfg.run_id))
+        return None
+    if "run_id" not in df.columns:
+        df = df.withColumn("run_id", F.lit(cfg.run_id))
+    return replace_partition(df, path, where={"run_id": cfg.run_id}, partition_by=["run_id", *sub_partitions],
+                             schema_evolution=schema_evolution, metrics=metrics)
 
 
 def append(df: DataFrame, path: str, partition_by: list[str] | None = None, metrics: bool = True) -> dict | None:

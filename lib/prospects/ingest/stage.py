@@ -378,20 +378,19 @@ def write_tables(cfg: Config, accepted: Accepted, quarantine: DataFrame) -> dict
     label = cfg.columns.label_column
     users = bronze(cfg, accepted.users.withColumn(label, F.col(label).cast("int")), [label])
     q = quarantine.select("*", F.lit(cfg.run_id).alias("run_id"), F.current_timestamp().alias("quarantined_at"))
-    this_run = {"run_id": cfg.run_id}
     writes = {
-        "users": lambda: tables.replace_partition(users, cfg.table("bronze_users"), this_run, ["run_id"], metrics=True),
-        "quarantine": lambda: tables.replace_partition(
+        "users": lambda: tables.write_run(users, cfg, "bronze_users", metrics=True),
+        "quarantine": lambda: tables.write_run(
             q.select("run_id", "source_file", "source_kind", "region", "id", "reason", "detail", "raw_line",
-                     "quarantined_at"), cfg.table("quarantine"), this_run, ["run_id"], metrics=True),
+                     "quarantined_at"), cfg, "quarantine", metrics=True),
     }
     if accepted.regions:
         regions = accepted.regions[0]
         for part in accepted.regions[1:]:
             regions = regions.unionByName(part, allowMissingColumns=True)
         regions = bronze(cfg, regions, [label, "region"])
-        writes["regions"] = lambda: tables.replace_partition(regions, cfg.table("bronze_regions"), this_run,
-                                                             ["run_id", "region"], schema_evolution=True, metrics=True)
+        writes["regions"] = lambda: tables.write_run(regions, cfg, "bronze_regions", sub_partitions=["region"],
+                                                     schema_evolution=True, metrics=True)
     return tables.write_concurrently(writes, workers=len(writes))
 
 

@@ -22,6 +22,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 from prospects.core.dictionary import ColumnDictionary  # noqa: E402
 from prospects.core.figures import Folder  # noqa: E402
+from prospects.profile.result import Profile  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -300,24 +301,19 @@ def plot_correlation(out_dir: Folder, dictionary: ColumnDictionary, columns: Seq
     return _save(fig, out_dir, "correlation.png")
 
 
-def draw_all(out_dir: Folder, *, dictionary: ColumnDictionary, col_rows, groups, per_group, miss_cols, sample,
-             pattern_rows, co_rows, blocks, cat_rows, categorical, curve_rows, curve_cols, hist_rows,
-             hist_cols, corr_cols, matrix, pair_rows, threshold, overall_rate, max_values, users) -> dict[str, str]:
+def draw_all(out_dir: Folder, dictionary: ColumnDictionary, prof: Profile, max_values: int) -> dict[str, str]:
     """Draw every figure of the profile into ``out_dir``; returns figure key -> file name."""
-    outliers: dict[str, tuple[int, int]] = {}
-    for r in hist_rows:
-        lo, hi = outliers.get(r["column"], (0, 0))
-        outliers[r["column"]] = (lo + r["outliers_low"], hi + r["outliers_high"])
     figs = {
-        "missing_share": plot_missing_share(out_dir, dictionary, col_rows),
-        "missing_matrix": plot_missing_matrix(out_dir, dictionary, miss_cols, sample, users),
-        "missing_patterns": plot_missing_patterns(out_dir, dictionary, miss_cols, pattern_rows),
-        "co_missing": plot_co_missing(out_dir, dictionary, miss_cols, co_rows),
-        "categorical_grid": plot_categorical_grid(out_dir, dictionary, categorical, cat_rows, overall_rate,
-                                                  max_values),
-        "rate_curves": plot_rate_curves(out_dir, dictionary, curve_cols, curve_rows, overall_rate),
-        "numeric_grid": plot_numeric_grid(out_dir, dictionary, hist_cols, hist_rows, outliers),
-        "correlation": plot_correlation(out_dir, dictionary, corr_cols, matrix, threshold, pair_rows),
+        "missing_share": plot_missing_share(out_dir, dictionary, prof.col_rows),
+        "missing_matrix": plot_missing_matrix(out_dir, dictionary, prof.miss_cols, prof.sample, prof.users),
+        "missing_patterns": plot_missing_patterns(out_dir, dictionary, prof.miss_cols, prof.pattern_rows),
+        "co_missing": plot_co_missing(out_dir, dictionary, prof.miss_cols, prof.co_rows),
+        "categorical_grid": plot_categorical_grid(out_dir, dictionary, prof.categorical, prof.cat_rows,
+                                                  prof.overall_rate, max_values),
+        "rate_curves": plot_rate_curves(out_dir, dictionary, prof.curve_cols, prof.curve_rows, prof.overall_rate),
+        "numeric_grid": plot_numeric_grid(out_dir, dictionary, prof.hist_cols, prof.hist_rows, prof.outliers),
+        "correlation": plot_correlation(out_dir, dictionary, prof.corr_cols, prof.matrix, prof.threshold,
+                                        prof.pair_rows),
     }
     return {k: v for k, v in figs.items() if v}
 
@@ -335,88 +331,101 @@ def _img(figs: dict, key: str, alt: str) -> str:
     return f"![{alt}]({figs[key]})\n" if key in figs else f"_({alt}: nothing to draw)_\n"
 
 
-def write_report(out_dir: Folder, *, cfg, summary, figs, col_rows, groups, per_group, blocks, pattern_rows,
-                 miss_cols, cat_rows, pair_rows, hist_cols, outliers, timings, n_patterns) -> str:
+def write_report(out_dir: Folder, cfg, prof: Profile, summary: dict, figs: dict, timings: dict) -> str:
     """Write ``profile.md`` (relative links to the PNGs beside it); returns its path."""
-    d: ColumnDictionary = cfg.columns
-    users = summary["users"]
-    L: list[str] = []
-    L.append(f"# Profile of bronze_users, run {cfg.run_id}\n")
-    L.append(f"Bronze run read: `{summary['bronze_run_id']}`; users: **{users:,}**; feature columns: "
-             f"{summary['columns']}; overall switch rate: **{_pct(summary['switch_rate'])}**.  ")
-    L.append(f"Tables: `{cfg.table('eda_columns').rsplit('/', 1)[0]}/*` (run_id = `{cfg.run_id}`); "
-             "see docs/profile.md for every table and column.\n")
+    head = [f"# Profile of bronze_users, run {cfg.run_id}\n",
+            f"Bronze run read: `{prof.bronze_run}`; users: **{prof.users:,}**; feature columns: "
+            f"{len(prof.features)}; overall switch rate: **{_pct(prof.overall_rate)}**.  ",
+            f"Tables: `{cfg.table('eda_columns').rsplit('/', 1)[0]}/*` (run_id = `{cfg.run_id}`); "
+            "see docs/profile.md for every table and column.\n"]
+    sections = [head, _missing_section(cfg.columns, prof, figs), _typing_section(cfg, prof),
+                _categorical_section(cfg.columns, prof, figs), _numeric_section(cfg.columns, prof, figs),
+                _correlation_section(prof, figs),
+                ["## Run time\n", _table(["step", "seconds"], [[k, v] for k, v in timings.items()]) + "\n"]]
+    return out_dir.write_text("profile.md", "\n".join(line for sec in sections for line in sec))
 
-    L.append("## 1. Missing values\n")
-    L.append(_img(figs, "missing_share", "share of users missing each column"))
-    L.append("### Per dimension group\n")
-    L.append(_table(["group", "columns", "users missing all", "users missing any", "share (all)"],
-                    [[g, len(cols), f"{per_group[g]['users_all_missing']:,}", f"{per_group[g]['users_any_missing']:,}",
-                      _pct(per_group[g]["users_all_missing"] / users)] for g, cols in groups.items()]) + "\n")
-    L.append("### Missing blocks found from the data\n")
-    L.append("Columns are in one block when they are missing for exactly the same users; "
-             "`inside` names the smallest block whose users include this block's users.\n")
-    L.append(_table(["block", "users missing", "share", "inside", "groups", "columns"],
-                    [[b["block"], f"{b['users_missing']:,}", _pct(b["users_missing"] / users),
-                      b["contained_in"] or "", ", ".join(dict.fromkeys(d[c].group if c in d else "other"
-                                                                     for c in b["columns"])),
-                      ", ".join(f"{c} {d.readable(c)}" for c in b["columns"])] for b in blocks]) + "\n")
-    L.append(f"{n_patterns} distinct missingness patterns; the most common:\n")
-    L.append(_table(["#", "users", "switch rate", "blocks missing", "columns missing"],
-                    [[r["rank"], f"{r['users']:,}", _pct(r["switch_rate"]),
-                      ", ".join(map(str, r["missing_blocks"])) or "none", r["missing_count"]]
-                     for r in pattern_rows[:12]]) + "\n")
-    L.append(_img(figs, "missing_patterns", "missingness patterns"))
-    L.append(_img(figs, "missing_matrix", "missingness of a sample of users"))
-    L.append(_img(figs, "co_missing", "co-missing heatmap"))
 
-    L.append("## 2. Column typing\n")
-    cats = [r for r in col_rows if r["role"] == "categorical"]
-    L.append(f"{len(cats)} categorical columns (text, or numeric with at most "
-             f"{cfg.get('profile.categorical_max_distinct')} distinct values), "
-             f"{len(col_rows) - len(cats)} numeric. `~` marks a HyperLogLog estimate.\n")
-    L.append(_table(["column", "name", "group", "declared", "missing", "distinct", "role"],
-                    [[r["column"], r["name"], r["group"], r["declared_type"], _pct(r["null_share"]),
-                      ("" if r["distinct_exact"] else "~") + f"{r['distinct']:,}", r["role"]]
-                     for r in col_rows]) + "\n")
+def _missing_section(d: ColumnDictionary, prof: Profile, figs: dict) -> list[str]:
+    users, per_group = prof.users, prof.per_group
+    return [
+        "## 1. Missing values\n",
+        _img(figs, "missing_share", "share of users missing each column"),
+        "### Per dimension group\n",
+        _table(["group", "columns", "users missing all", "users missing any", "share (all)"],
+               [[g, len(cols), f"{per_group[g]['users_all_missing']:,}", f"{per_group[g]['users_any_missing']:,}",
+                 _pct(per_group[g]["users_all_missing"] / users)] for g, cols in prof.groups.items()]) + "\n",
+        "### Missing blocks found from the data\n",
+        "Columns are in one block when they are missing for exactly the same users; "
+        "`inside` names the smallest block whose users include this block's users.\n",
+        _table(["block", "users missing", "share", "inside", "groups", "columns"],
+               [[b["block"], f"{b['users_missing']:,}", _pct(b["users_missing"] / users),
+                 b["contained_in"] or "", ", ".join(dict.fromkeys(d[c].group if c in d else "other"
+                                                                for c in b["columns"])),
+                 ", ".join(f"{c} {d.readable(c)}" for c in b["columns"])] for b in prof.blocks]) + "\n",
+        f"{prof.n_patterns} distinct missingness patterns; the most common:\n",
+        _table(["#", "users", "switch rate", "blocks missing", "columns missing"],
+               [[r["rank"], f"{r['users']:,}", _pct(r["switch_rate"]),
+                 ", ".join(map(str, r["missing_blocks"])) or "none", r["missing_count"]]
+                for r in prof.pattern_rows[:12]]) + "\n",
+        _img(figs, "missing_patterns", "missingness patterns"),
+        _img(figs, "missing_matrix", "missingness of a sample of users"),
+        _img(figs, "co_missing", "co-missing heatmap")]
 
-    L.append("## 3. Categorical columns\n")
-    L.append(_img(figs, "categorical_grid", "categorical columns: users and switch rate per value"))
-    best = {}
-    for r in cat_rows:
-        if r["users"] >= max(30, 0.01 * users) and r["switch_rate"] is not None:
+
+def _typing_section(cfg, prof: Profile) -> list[str]:
+    cats = [r for r in prof.col_rows if r["role"] == "categorical"]
+    return [
+        "## 2. Column typing\n",
+        f"{len(cats)} categorical columns (text, or numeric with at most "
+        f"{cfg.get('profile.categorical_max_distinct')} distinct values), "
+        f"{len(prof.col_rows) - len(cats)} numeric. `~` marks a HyperLogLog estimate.\n",
+        _table(["column", "name", "group", "declared", "missing", "distinct", "role"],
+               [[r["column"], r["name"], r["group"], r["declared_type"], _pct(r["null_share"]),
+                 ("" if r["distinct_exact"] else "~") + f"{r['distinct']:,}", r["role"]]
+                for r in prof.col_rows]) + "\n"]
+
+
+def _categorical_section(d: ColumnDictionary, prof: Profile, figs: dict) -> list[str]:
+    best, common = {}, {}
+    for r in prof.cat_rows:
+        if r["users"] >= max(30, 0.01 * prof.users) and r["switch_rate"] is not None:
             if r["column"] not in best or r["switch_rate"] > best[r["column"]]["switch_rate"]:
                 best[r["column"]] = r
-    common = {}
-    for r in cat_rows:
         if r["column"] not in common or r["users"] > common[r["column"]]["users"]:
             common[r["column"]] = r
-    L.append("Most common value and value with the highest switch rate (values with at least 1% of users):\n")
-    L.append(_table(["column", "name", "most common", "users", "highest rate", "rate"],
-                    [[c, d.readable(c), safe_text(common[c]["value_label"]), f"{common[c]['users']:,}",
-                      safe_text(best[c]["value_label"]) if c in best else "",
-                      _pct(best[c]["switch_rate"]) if c in best else ""]
-                     for c in dict.fromkeys(r["column"] for r in cat_rows)]) + "\n")
+    return [
+        "## 3. Categorical columns\n",
+        _img(figs, "categorical_grid", "categorical columns: users and switch rate per value"),
+        "Most common value and value with the highest switch rate (values with at least 1% of users):\n",
+        _table(["column", "name", "most common", "users", "highest rate", "rate"],
+               [[c, d.readable(c), safe_text(common[c]["value_label"]), f"{common[c]['users']:,}",
+                 safe_text(best[c]["value_label"]) if c in best else "",
+                 _pct(best[c]["switch_rate"]) if c in best else ""]
+                for c in dict.fromkeys(r["column"] for r in prof.cat_rows)]) + "\n"]
 
-    L.append("## 4. Age, time in network and the other numeric columns\n")
-    L.append(_img(figs, "rate_curves", "switch rate by age and by tenure"))
-    L.append(_img(figs, "numeric_grid", "numeric distributions"))
-    by = {r["column"]: r for r in col_rows}
-    L.append(_table(["column", "name", "min", "p01", "p25", "median", "p75", "p99", "max", "outliers low",
-                     "outliers high"],
-                    [[c, d.readable(c), _num(by[c]["min"]), _num(by[c]["p01"]), _num(by[c]["p25"]),
-                      _num(by[c]["p50"]), _num(by[c]["p75"]), _num(by[c]["p99"]), _num(by[c]["max"]),
-                      f"{outliers.get(c, (0, 0))[0]:,}", f"{outliers.get(c, (0, 0))[1]:,}"] for c in hist_cols]) + "\n")
 
-    L.append("## 5. Correlation\n")
-    L.append(_img(figs, "correlation", "Pearson correlation heatmap"))
-    L.append(f"Pairs with |r| > {summary['corr_threshold']} and the column the pipeline drops "
-             "(rule: lib/prospects/profile/correlation.py: strongest pair first; drop the column with the higher "
-             "mean |r| to all other columns, ties the later column; a pair already resolved drops nothing):\n")
-    L.append(_table(["a", "b", "r", "mean abs r (a)", "mean abs r (b)", "drop", "why"],
-                    [[f"{r['col_a']} {r['name_a']}", f"{r['col_b']} {r['name_b']}", f"{r['r']:.3f}",
-                      f"{r['mean_abs_a']:.3f}", f"{r['mean_abs_b']:.3f}", r["drop"] or "-", r["reason"]]
-                     for r in pair_rows]) + "\n")
-    L.append("## Run time\n")
-    L.append(_table(["step", "seconds"], [[k, v] for k, v in timings.items()]) + "\n")
-    return out_dir.write_text("profile.md", "\n".join(L))
+def _numeric_section(d: ColumnDictionary, prof: Profile, figs: dict) -> list[str]:
+    by = {r["column"]: r for r in prof.col_rows}
+    quantiles = ("min", "p01", "p25", "p50", "p75", "p99", "max")
+    return [
+        "## 4. Age, time in network and the other numeric columns\n",
+        _img(figs, "rate_curves", "switch rate by age and by tenure"),
+        _img(figs, "numeric_grid", "numeric distributions"),
+        _table(["column", "name", "min", "p01", "p25", "median", "p75", "p99", "max", "outliers low",
+                "outliers high"],
+               [[c, d.readable(c), *[_num(by[c][q]) for q in quantiles],
+                 f"{prof.outliers.get(c, (0, 0))[0]:,}", f"{prof.outliers.get(c, (0, 0))[1]:,}"]
+                for c in prof.hist_cols]) + "\n"]
+
+
+def _correlation_section(prof: Profile, figs: dict) -> list[str]:
+    return [
+        "## 5. Correlation\n",
+        _img(figs, "correlation", "Pearson correlation heatmap"),
+        f"Pairs with |r| > {prof.threshold} and the column the pipeline drops "
+        "(rule: lib/prospects/profile/correlation.py: strongest pair first; drop the column with the higher "
+        "mean |r| to all other columns, ties the later column; a pair already resolved drops nothing):\n",
+        _table(["a", "b", "r", "mean abs r (a)", "mean abs r (b)", "drop", "why"],
+               [[f"{r['col_a']} {r['name_a']}", f"{r['col_b']} {r['name_b']}", f"{r['r']:.3f}",
+                 f"{r['mean_abs_a']:.3f}", f"{r['mean_abs_b']:.3f}", r["drop"] or "-", r["reason"]]
+                for r in prof.pair_rows]) + "\n"]

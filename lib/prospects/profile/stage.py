@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,7 +38,9 @@ from prospects.core import runlog, tables
 from prospects.core.config import Config, join_path
 from prospects.core.dictionary import ColumnDictionary
 from prospects.core.figures import Folder
+from prospects.core.stopwatch import Stopwatch
 from prospects.profile import correlation as corr_rule
+from prospects.profile.result import Profile
 
 log = logging.getLogger(__name__)
 
@@ -515,6 +516,22 @@ def histogram_ranges(stats: dict) -> dict[str, tuple[float, float, float, float]
     return out
 
 
+def _cell_code(i: int, column: str, bounds: tuple[float, float, float, float], bins: int) -> Column:
+    """One integer per value of column number ``i``: ``((i * (bins + 1) + bin) * 2 + below the low
+    fence) * 2 + above the high fence``, null for a missing value; decoded after the ``groupBy``."""
+    lo, hi, f_lo, f_hi = bounds
+    x = F.col(column).cast("double")
+    if hi > lo:
+        b = (F.when(x >= F.lit(hi), F.lit(bins))
+             .otherwise(F.greatest(F.least(F.floor((x - F.lit(lo)) / F.lit((hi - lo) / bins)),
+                                           F.lit(bins - 1)), F.lit(0))))
+    else:
+        b = F.lit(0)
+    code = ((F.lit(i * (bins + 1)) + b.cast("int")) * 2 + (x < F.lit(f_lo)).cast("int")) * 2 \
+        + (x > F.lit(f_hi)).cast("int")
+    return F.when(x.isNotNull(), code)
+
+
 def histograms(df: DataFrame, columns: Sequence[str], bins: int, label: str | None = None,
                ranges: dict[str, tuple[float, float, float, float]] | None = None) -> DataFrame:
     """Histograms of numeric columns and Tukey outlier counts, one ``groupBy`` of (column, bin).
@@ -541,25 +558,11 @@ def histograms(df: DataFrame, columns: Sequence[str], bins: int, label: str | No
     columns = [c for c in columns if c in ranges]
     if not columns:
         return df.sparkSession.createDataFrame([], _HIST_SCHEMA)
-    # Each value becomes one integer cell code = ((column index * (bins + 1) + bin) * 2 + below the
-    # low fence) * 2 + above the high fence, so the rows carry plain ints (not structs of strings)
-    # and the aggregation groups on one int key; the code is decoded after the groupBy. The codes
-    # are computed in one projection and then stacked into rows: an explode over an array of the
-    # code expressions ran about 1.4x slower (9.4 s against 6.5 s, 26 columns of 1M cached users).
+    # The rows carry plain ints (not structs of strings) and the aggregation groups on one int key;
+    # the codes are computed in one projection and then stacked into rows, which is cheaper than an
+    # explode over an array of them (docs/benchmarks)
     slots = bins + 1
-    codes = []
-    for i, c in enumerate(columns):
-        lo, hi, f_lo, f_hi = ranges[c]
-        x = F.col(c).cast("double")
-        if hi > lo:
-            b = (F.when(x >= F.lit(hi), F.lit(bins))
-                 .otherwise(F.greatest(F.least(F.floor((x - F.lit(lo)) / F.lit((hi - lo) / bins)),
-                                               F.lit(bins - 1)), F.lit(0))))
-        else:
-            b = F.lit(0)
-        code = ((F.lit(i * slots) + b.cast("int")) * 2 + (x < F.lit(f_lo)).cast("int")) * 2 \
-            + (x > F.lit(f_hi)).cast("int")
-        codes.append(F.when(x.isNotNull(), code))
+    codes = [_cell_code(i, c, ranges[c], bins) for i, c in enumerate(columns)]
     labels = [F.col(label)] if label else []
     coded = df.select(*[code.alias(f"_code{i}") for i, code in enumerate(codes)], *labels)
     stacked = F.stack(F.lit(len(codes)), *[F.col(f"_code{i}") for i in range(len(codes))])
@@ -685,8 +688,9 @@ def correlation(df: DataFrame, columns: Sequence[str], threshold: float,
     return _correlation_frames(df.sparkSession, columns, matrix, threshold, dictionary)
 
 
-def _correlation_frames(spark: SparkSession, columns: Sequence[str], matrix: list[list[float]],
-                        threshold: float, dictionary: ColumnDictionary | None) -> tuple[DataFrame, DataFrame]:
+def _correlation_rows(columns: Sequence[str], matrix: list[list[float]], threshold: float,
+                      dictionary: ColumnDictionary | None) -> tuple[list[dict], list[dict]]:
+    """The matrix in long form, and the pairs above ``threshold`` with the column dropped of each."""
     long_rows = [{"col_a": a, "col_b": b, "r": None if math.isnan(matrix[i][j]) else matrix[i][j]}
                  for i, a in enumerate(columns) for j, b in enumerate(columns)]
     order = [s.column for s in dictionary] if dictionary is not None else list(columns)
@@ -697,6 +701,12 @@ def _correlation_frames(spark: SparkSession, columns: Sequence[str], matrix: lis
     pair_rows = [{"col_a": d.col_a, "col_b": d.col_b, "name_a": name(d.col_a), "name_b": name(d.col_b),
                   "r": d.r, "mean_abs_a": d.mean_abs_a, "mean_abs_b": d.mean_abs_b, "drop": d.drop,
                   "reason": d.reason} for d in decisions]
+    return long_rows, pair_rows
+
+
+def _correlation_frames(spark: SparkSession, columns: Sequence[str], matrix: list[list[float]],
+                        threshold: float, dictionary: ColumnDictionary | None) -> tuple[DataFrame, DataFrame]:
+    long_rows, pair_rows = _correlation_rows(columns, matrix, threshold, dictionary)
     return spark.createDataFrame(long_rows, CORR_SCHEMA), spark.createDataFrame(pair_rows, PAIRS_SCHEMA)
 
 
@@ -724,9 +734,161 @@ def read_bronze(cfg: Config, spark: SparkSession) -> tuple[DataFrame, str]:
     return runlog.read_latest(spark, cfg, path, "ingest")
 
 
-def _write(cfg: Config, key: str, df: DataFrame) -> None:
-    tables.replace_partition(df.withColumn("run_id", F.lit(cfg.run_id)), cfg.table(key),
-                             where={"run_id": cfg.run_id}, partition_by=["run_id"])
+PATTERNS_SCHEMA = T.StructType([
+    T.StructField("rank", T.IntegerType()), T.StructField("pattern", T.StringType()),
+    T.StructField("missing_columns", T.ArrayType(T.StringType())),
+    T.StructField("missing_blocks", T.ArrayType(T.IntegerType())),
+    T.StructField("missing_count", T.IntegerType()), T.StructField("users", T.LongType()),
+    T.StructField("share", T.DoubleType()), T.StructField("switchers", T.LongType()),
+    T.StructField("switch_rate", T.DoubleType())])
+OUTLIERS_SCHEMA = T.StructType([T.StructField("column", T.StringType()),
+                                T.StructField("outliers_low", T.LongType()),
+                                T.StructField("outliers_high", T.LongType())])
+
+
+def profile_input(cfg: Config, df: DataFrame, bronze_run: str) -> tuple[DataFrame, int]:
+    """The feature and label columns of bronze, persisted for the passes, and the users counted."""
+    from prospects.core.errors import JobError
+
+    label = cfg.columns.label_column
+    if label not in df.columns:
+        raise JobError(f"bronze_users has no label column '{label}' (dataset.label_column)")
+    absent = [s.column for s in cfg.columns.features if s.column not in df.columns]
+    if absent:
+        raise JobError(f"bronze_users lacks dictionary feature column(s) {absent}")
+    # the passes read the same columns: cached once (spills to disk when memory runs short)
+    df = df.select(*[s.column for s in cfg.columns.features], label).persist(StorageLevel.MEMORY_AND_DISK)
+    users = df.count()
+    if users == 0:
+        raise JobError(f"bronze_users run {bronze_run} is empty")
+    return df, users
+
+
+def _column_pass(cfg: Config, df: DataFrame, prof: Profile) -> dict:
+    """Passes 1 and 2: per column statistics, group missing counts, distinct counts and roles."""
+    p = cfg.get("profile")
+    stats, prof.per_group = column_stats(df, prof.features, int(p["quantile_accuracy"]), prof.groups,
+                                         min(1.0, int(p["quantile_sample_rows"]) / prof.users),
+                                         int(p["sample_seed"]))
+    prof.col_rows = _profile_rows(df, cfg.columns, prof.features, stats, int(p["categorical_max_distinct"]),
+                                  int(p["approx_distinct_above"]))
+    prof.categorical = [r["column"] for r in prof.col_rows if r["role"] == ROLE_CATEGORICAL]
+    prof.numeric = [r["column"] for r in prof.col_rows if r["role"] == ROLE_NUMERIC]
+    prof.curve_cols = [c for c in prof.features if cfg.columns.readable(c) in (p["curve_names"] or [])
+                       and is_numeric(df, c) and c not in prof.categorical]
+    prof.hist_cols = [c for c in prof.numeric if c not in prof.curve_cols]
+    prof.miss_cols = [c for c in prof.features if stats[c]["null_count"] > 0]
+    return stats
+
+
+def _values_pass(cfg: Config, df: DataFrame, prof: Profile, stats: dict) -> list[dict]:
+    """Pass 3: users and switchers per value of the categorical and curve columns; returns the counts."""
+    limit = int(cfg.get("profile.approx_distinct_above"))
+    with_counts = [c for c in dict.fromkeys(prof.categorical + prof.curve_cols)
+                   if stats[c]["approx_distinct"] <= limit]
+    if not with_counts:     # the tables' schemas from a plan that is never run
+        shape = value_rates(df, prof.features[:1], cfg.columns.label_column)
+        prof.schemas.update(eda_categorical=categorical_from_counts(shape).schema,
+                            eda_curves=curves_from_counts(shape).schema)
+        return []
+    counts = value_rates(df, with_counts, cfg.columns.label_column).persist()
+    cat_df = categorical_from_counts(counts.where(F.col("column").isin(prof.categorical)), cfg.columns)
+    curves_df = curves_from_counts(counts.where(F.col("column").isin(prof.curve_cols)))
+    count_rows = [r.asDict() for r in counts.collect()]
+    prof.cat_rows = [r.asDict() for r in cat_df.collect()]
+    prof.curve_rows = [r.asDict() for r in curves_df.collect()]
+    prof.schemas.update(eda_categorical=cat_df.schema, eda_curves=curves_df.schema)
+    counts.unpersist()
+    return count_rows
+
+
+def _missing_pass(cfg: Config, df: DataFrame, prof: Profile) -> None:
+    """Pass 4: missingness patterns, the co-missing counts and the blocks; pass 7: a sample of flags."""
+    if not prof.miss_cols:
+        return
+    p = cfg.get("profile")
+    patterns = missing_patterns(df, prof.miss_cols, cfg.columns.label_column).persist()
+    prof.co_rows = [r.asDict() for r in co_missing(patterns, prof.miss_cols).collect()]
+    prof.blocks = blocks_from_co_missing(prof.co_rows, prof.miss_cols)
+    prof.n_patterns = patterns.count()
+    top = patterns.orderBy(F.desc("users"), "pattern").limit(int(p["max_patterns"])).collect()
+    patterns.unpersist()
+    block_of = {c: b["block"] for b in prof.blocks for c in b["columns"]}
+    for k, r in enumerate(top):
+        missing = [c for c, bit in zip(prof.miss_cols, r["pattern"]) if bit == "1"]
+        prof.pattern_rows.append({
+            "rank": k + 1, "pattern": r["pattern"], "missing_columns": missing,
+            "missing_blocks": sorted({block_of[c] for c in missing}),
+            "missing_count": int(r["missing_count"]), "users": r["users"], "share": r["users"] / prof.users,
+            "switchers": r["switchers"],
+            "switch_rate": (r["switchers"] / r["users"]) if r["switchers"] is not None else None})
+    prof.sample = missing_sample(df, prof.miss_cols, int(p["missing_sample_rows"]), prof.users,
+                                 int(p["sample_seed"]))
+
+
+def _histogram_pass(cfg: Config, df: DataFrame, prof: Profile, stats: dict) -> None:
+    """Pass 5: histograms and outlier counts of the numeric columns (curve columns last)."""
+    cols = prof.hist_cols + prof.curve_cols
+    hist_df = histograms(df, cols, int(cfg.get("profile.histogram_bins")), cfg.columns.label_column,
+                         histogram_ranges({c: stats[c] for c in cols}))
+    prof.hist_rows = [r.asDict() for r in hist_df.collect()]
+    prof.schemas["eda_histograms"] = hist_df.schema
+    for r in prof.hist_rows:
+        lo, hi = prof.outliers.get(r["column"], (0, 0))
+        prof.outliers[r["column"]] = (lo + r["outliers_low"], hi + r["outliers_high"])
+
+
+def _correlation_pass(cfg: Config, df: DataFrame, prof: Profile, stats: dict, count_rows: list[dict]) -> None:
+    """Pass 6: Pearson correlation of the numeric (declared int/float) features after imputation."""
+    prof.corr_cols = [c for c in prof.features if is_numeric(df, c)]
+    fill = impute_values(cfg.columns, prof.corr_cols, stats, modes_from_counts(count_rows))
+    prof.matrix = correlation_matrix(df, prof.corr_cols, fill)
+    prof.corr_rows, prof.pair_rows = _correlation_rows(prof.corr_cols, prof.matrix, prof.threshold, cfg.columns)
+
+
+def _switch_rate(df: DataFrame, label: str, count_rows: list[dict], users: int) -> float:
+    """The overall switch rate, from the value counts when there are (every user is in exactly one
+    value of each counted column), else from one more pass."""
+    if count_rows:
+        first = count_rows[0]["column"]
+        return sum(r["switchers"] or 0 for r in count_rows if r["column"] == first) / users
+    return float(df.agg(F.avg(F.col(label))).first()[0] or 0)
+
+
+def profile_passes(cfg: Config, df: DataFrame, users: int, bronze_run: str, watch: Stopwatch) -> Profile:
+    """Every pass over the persisted users, collected into a :class:`Profile`."""
+    prof = Profile(bronze_run=bronze_run, users=users, features=[s.column for s in cfg.columns.features],
+                   groups=dict(cfg.columns.groups()), threshold=corr_threshold(cfg))
+    stats = _column_pass(cfg, df, prof)
+    watch.tick("column statistics")
+    count_rows = _values_pass(cfg, df, prof, stats)
+    watch.tick("value counts")
+    _missing_pass(cfg, df, prof)
+    watch.tick("missing patterns")
+    _histogram_pass(cfg, df, prof, stats)
+    watch.tick("histograms")
+    _correlation_pass(cfg, df, prof, stats, count_rows)
+    watch.tick("correlation")
+    prof.overall_rate = _switch_rate(df, cfg.columns.label_column, count_rows, users)
+    return prof
+
+
+def output_frames(spark: SparkSession, prof: Profile, dictionary: ColumnDictionary) -> dict[str, DataFrame]:
+    """The eda_* tables of a profile, from its collected rows (writing the lazy frames would run
+    their passes again)."""
+    outliers = spark.createDataFrame([(c, *prof.outliers.get(c, (None, None))) for c in prof.features],
+                                     OUTLIERS_SCHEMA)
+    return {
+        "eda_columns": spark.createDataFrame(prof.col_rows, COLUMNS_SCHEMA).join(outliers, "column", "left"),
+        "eda_missing_groups": spark.createDataFrame(_group_rows(prof.groups, prof.per_group), GROUPS_SCHEMA),
+        "eda_missing_patterns": spark.createDataFrame(prof.pattern_rows, PATTERNS_SCHEMA),
+        "eda_missing_blocks": spark.createDataFrame(_block_rows(prof.blocks, prof.users, dictionary), BLOCKS_SCHEMA),
+        "eda_co_missing": spark.createDataFrame(prof.co_rows, CO_MISSING_SCHEMA),
+        "eda_categorical": spark.createDataFrame(prof.cat_rows, prof.schemas["eda_categorical"]),
+        "eda_curves": spark.createDataFrame(prof.curve_rows, prof.schemas["eda_curves"]),
+        "eda_histograms": spark.createDataFrame(prof.hist_rows, prof.schemas["eda_histograms"]),
+        "eda_correlation": spark.createDataFrame(prof.corr_rows, CORR_SCHEMA),
+        "eda_corr_pairs": spark.createDataFrame(prof.pair_rows, PAIRS_SCHEMA)}
 
 
 @runlog.logged("profile")
@@ -737,180 +899,26 @@ def run(cfg: Config, spark: SparkSession) -> dict:
         summary: bronze run read, users, columns, blocks found, categorical columns, dropped
         columns, report path, seconds per step.
     """
-    from prospects.core.errors import JobError
-    from prospects.profile import plots as eda_plots
+    from prospects.profile import plots
 
-    started = time.time()
-    timings: dict[str, float] = {}
-
-    def tick(step: str, t0: float) -> float:
-        timings[step] = round(time.time() - t0, 2)
-        log.info("profile: %s in %.1fs", step, timings[step])
-        return time.time()
-
-    p = cfg.get("profile")
-    threshold = corr_threshold(cfg)
-    dictionary = cfg.columns
+    watch = Stopwatch("profile")
     df, bronze_run = read_bronze(cfg, spark)
-    label = cfg.columns.label_column
-    if label not in df.columns:
-        raise JobError(f"bronze_users has no label column '{label}' (dataset.label_column)")
-    absent = [s.column for s in dictionary.features if s.column not in df.columns]
-    if absent:
-        raise JobError(f"bronze_users lacks dictionary feature column(s) {absent}")
-    features = [s.column for s in dictionary.features]
-    groups = {g: cols for g, cols in dictionary.groups().items()}
-    t = time.time()
-    # seven passes read the same columns: cached once (spills to disk when memory runs short)
-    df = df.select(*features, label).persist(StorageLevel.MEMORY_AND_DISK)
-
-    users = df.count()
-    if users == 0:
-        raise JobError(f"bronze_users run {bronze_run} is empty")
-    t = tick("count", t)
-
-    # pass 1 + 2: per column statistics, group missing counts, exact distinct counts, roles
-    q_fraction = min(1.0, int(p["quantile_sample_rows"]) / users)
-    stats, per_group = column_stats(df, features, int(p["quantile_accuracy"]), groups, q_fraction,
-                                    int(p["sample_seed"]))
-    col_rows = _profile_rows(df, dictionary, features, stats, int(p["categorical_max_distinct"]),
-                             int(p["approx_distinct_above"]))
-    t = tick("column statistics", t)
-    categorical = [r["column"] for r in col_rows if r["role"] == ROLE_CATEGORICAL]
-    numeric = [r["column"] for r in col_rows if r["role"] == ROLE_NUMERIC]
-    curve_cols = [c for c in features if dictionary.readable(c) in (p["curve_names"] or [])
-                  and is_numeric(df, c) and c not in categorical]
-    with_counts = [c for c in dict.fromkeys(categorical + curve_cols)
-                   if stats[c]["approx_distinct"] <= int(p["approx_distinct_above"])]
-
-    # pass 3: values of categorical and curve columns
-    counts = value_rates(df, with_counts, label).persist() if with_counts else None
-    count_rows = [r.asDict() for r in counts.collect()] if counts is not None else []
-    cat_df = categorical_from_counts(counts.where(F.col("column").isin(categorical)), dictionary)
-    curves_df = curves_from_counts(counts.where(F.col("column").isin(curve_cols)))
-    cat_rows = [r.asDict() for r in cat_df.collect()]
-    curve_rows = [r.asDict() for r in curves_df.collect()]
-    t = tick("value counts", t)
-
-    # pass 4: missingness patterns -> co-missing -> blocks
-    miss_cols = [c for c in features if stats[c]["null_count"] > 0]
-    blocks: list[dict] = []
-    co_rows: list[dict] = []
-    pattern_rows: list[dict] = []
-    n_patterns = 1
-    if miss_cols:
-        patterns = missing_patterns(df, miss_cols, label).persist()
-        co_rows = [r.asDict() for r in co_missing(patterns, miss_cols).collect()]
-        blocks = blocks_from_co_missing(co_rows, miss_cols)
-        n_patterns = patterns.count()
-        pattern_rows = [r.asDict() for r in patterns.orderBy(F.desc("users"), "pattern")
-                        .limit(int(p["max_patterns"])).collect()]
-        patterns.unpersist()
-    t = tick("missing patterns", t)
-
-    # pass 5: histograms and outliers of the numeric columns
-    hist_cols = [c for c in numeric if c not in curve_cols] + curve_cols
-    ranges = histogram_ranges({c: stats[c] for c in hist_cols})
-    hist_df = histograms(df, hist_cols, int(p["histogram_bins"]), label, ranges)
-    hist_rows = [r.asDict() for r in hist_df.collect()]
-    t = tick("histograms", t)
-
-    # pass 6: Pearson correlation of the numeric (declared int/float) features after imputation
-    corr_cols = [c for c in features if is_numeric(df, c)]
-    fill = impute_values(dictionary, corr_cols, stats, modes_from_counts(count_rows))
-    matrix = correlation_matrix(df, corr_cols, fill)
-    corr_df, pairs_df = _correlation_frames(spark, corr_cols, matrix, threshold, dictionary)
-    pair_rows = [r.asDict() for r in pairs_df.collect()]
-    t = tick("correlation", t)
-
-    # pass 7: bounded sample of missingness flags
-    sample = missing_sample(df, miss_cols, int(p["missing_sample_rows"]), users, int(p["sample_seed"])) \
-        if miss_cols else []
-    t = tick("missing sample", t)
-
-    # --- tables --------------------------------------------------------------------------------
-    outliers: dict[str, tuple[int, int]] = {}
-    for r in hist_rows:
-        lo_, hi_ = outliers.get(r["column"], (0, 0))
-        outliers[r["column"]] = (lo_ + r["outliers_low"], hi_ + r["outliers_high"])
-    cols_df = spark.createDataFrame(col_rows, COLUMNS_SCHEMA)
-    out_schema = T.StructType([T.StructField("column", T.StringType()),
-                               T.StructField("outliers_low", T.LongType()),
-                               T.StructField("outliers_high", T.LongType())])
-    out_df = spark.createDataFrame([(c, *outliers.get(c, (None, None))) for c in features], out_schema)
-    outputs = {"eda_columns": cols_df.join(out_df, "column", "left"),
-               "eda_missing_groups": spark.createDataFrame(_group_rows(groups, per_group), GROUPS_SCHEMA)}
-    pat_schema = T.StructType([
-        T.StructField("rank", T.IntegerType()), T.StructField("pattern", T.StringType()),
-        T.StructField("missing_columns", T.ArrayType(T.StringType())),
-        T.StructField("missing_blocks", T.ArrayType(T.IntegerType())),
-        T.StructField("missing_count", T.IntegerType()), T.StructField("users", T.LongType()),
-        T.StructField("share", T.DoubleType()), T.StructField("switchers", T.LongType()),
-        T.StructField("switch_rate", T.DoubleType())])
-    block_of = {c: b["block"] for b in blocks for c in b["columns"]}
-    pat_out = []
-    for k, r in enumerate(pattern_rows):
-        missing = [c for c, bit in zip(miss_cols, r["pattern"]) if bit == "1"]
-        pat_out.append({"rank": k + 1, "pattern": r["pattern"], "missing_columns": missing,
-                        "missing_blocks": sorted({block_of[c] for c in missing}),
-                        "missing_count": int(r["missing_count"]), "users": r["users"],
-                        "share": r["users"] / users, "switchers": r["switchers"],
-                        "switch_rate": (r["switchers"] / r["users"]) if r["switchers"] is not None else None})
-    outputs.update({
-        "eda_missing_patterns": spark.createDataFrame(pat_out, pat_schema),
-        "eda_missing_blocks": spark.createDataFrame(_block_rows(blocks, users, dictionary), BLOCKS_SCHEMA),
-        "eda_co_missing": spark.createDataFrame(co_rows, CO_MISSING_SCHEMA),
-        # from the rows already collected: writing the lazy frames would run their passes again
-        "eda_categorical": spark.createDataFrame(cat_rows, cat_df.schema),
-        "eda_curves": spark.createDataFrame(curve_rows, curves_df.schema),
-        "eda_histograms": spark.createDataFrame(hist_rows, hist_df.schema),
-        "eda_correlation": corr_df, "eda_corr_pairs": pairs_df})
-    # --- tables and figures --------------------------------------------------------------------
-    target = join_path(cfg.path("reports"), cfg.run_id, "profile")
-    local = Folder(spark, target)
-    if count_rows:  # every user is in exactly one value of each counted column
-        first = count_rows[0]["column"]
-        overall_rate = sum(r["switchers"] or 0 for r in count_rows if r["column"] == first) / users
-    else:
-        overall_rate = float(df.agg(F.avg(F.col(label))).first()[0] or 0)
-
-    def draw() -> list:
-        return eda_plots.draw_all(
-            local, dictionary=dictionary, col_rows=col_rows, groups=groups, per_group=per_group,
-            miss_cols=miss_cols, sample=sample, pattern_rows=pat_out, co_rows=co_rows, blocks=blocks,
-            cat_rows=cat_rows, categorical=categorical, curve_rows=curve_rows, curve_cols=curve_cols,
-            hist_rows=hist_rows, hist_cols=[c for c in hist_cols if c not in curve_cols],
-            corr_cols=corr_cols, matrix=matrix, pair_rows=pair_rows, threshold=threshold,
-            overall_rate=overall_rate, max_values=int(p["max_category_values"]), users=users)
-
+    df, users = profile_input(cfg, df, bronze_run)
+    watch.tick("count")
+    prof = profile_passes(cfg, df, users, bronze_run, watch)
+    outputs = output_frames(spark, prof, cfg.columns)
+    folder = Folder(spark, join_path(cfg.path("reports"), cfg.run_id, "profile"))
     # The figures are drawn (one Python thread, the only one using matplotlib) from the collected
-    # aggregates while the JVM writes the ten small tables side by side (each its own Delta commit):
-    # the two no longer queue, and the figures' Python work overlaps the commits' waits.
+    # aggregates while the JVM writes the ten small tables side by side (each its own Delta commit)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="figures") as pool:
-        drawing = pool.submit(draw)
-        tables.write_concurrently({key: (lambda key=key, out=out: _write(cfg, key, out))
+        drawing = pool.submit(plots.draw_all, folder, cfg.columns, prof, int(cfg.get("profile.max_category_values")))
+        tables.write_concurrently({key: (lambda key=key, out=out: tables.write_run(out, cfg, key))
                                    for key, out in outputs.items()})
         figs = drawing.result()
-    if counts is not None:
-        counts.unpersist()
     df.unpersist()
-    t = tick("tables and figures", t)
-    summary = {
-        "bronze_run_id": bronze_run, "users": users, "columns": len(features),
-        "categorical": categorical, "numeric": numeric,
-        "blocks": [{"columns": b["columns"], "users": b["users_missing"]} for b in blocks],
-        "missing_patterns": n_patterns,
-        "corr_threshold": threshold, "correlated_pairs": len(pair_rows),
-        "would_drop": [r["drop"] for r in pair_rows if r["drop"]],
-        "switch_rate": round(overall_rate, 6),
-    }
-    report = eda_plots.write_report(
-        local, cfg=cfg, summary=summary, figs=figs, col_rows=col_rows, groups=groups, per_group=per_group,
-        blocks=blocks, pattern_rows=pat_out, miss_cols=miss_cols, cat_rows=cat_rows, pair_rows=pair_rows,
-        hist_cols=[c for c in hist_cols if c not in curve_cols], outliers=outliers, timings=timings,
-        n_patterns=n_patterns)
-    timings["total"] = round(time.time() - started, 2)
-    summary.update(report=report, figures=len(figs),
-                   seconds=timings)
-    log.info("profile: %s users, %d blocks, report %s", users, len(blocks), summary["report"])
+    watch.tick("tables and figures")
+    summary = prof.summary()
+    report = plots.write_report(folder, cfg, prof, summary, figs, watch.seconds)
+    summary.update(report=report, figures=len(figs), seconds={**watch.seconds, "total": watch.total()})
+    log.info("profile: %s users, %d blocks, report %s", users, len(prof.blocks), report)
     return summary

@@ -89,10 +89,18 @@ def choice(u: Column, options: tuple) -> Column:
 
 def _latent(df: DataFrame, rnd: Uniforms) -> DataFrame:
     """Every attribute of a user, typed, plus the linear predictor of switching (``_eta``)."""
+    share = {g: c / REFERENCE_USERS for g, c in MISSING_BLOCKS.items()}
+    df = _with_usage(_with_attributes(_with_demographics(df, rnd), rnd), rnd)
+    months_left = F.when((F.col("_c_terminal") + F.col("_c_package")) > 0,
+                         F.floor(F.col("_u_months") * 36)).otherwise(F.lit(0.0))
+    return df.withColumn("_months_left", months_left).withColumn("_eta", _oracle_eta(share, months_left))
+
+
+def _with_demographics(df: DataFrame, rnd: Uniforms) -> DataFrame:
+    """The draws every later attribute leans on, and age (X2) and tenure (X4)."""
     u = rnd.u
     n = rnd.normal
     miss = u(1)
-    share = {g: c / REFERENCE_USERS for g, c in MISSING_BLOCKS.items()}
     df = df.select(
         "id",
         miss.alias("_miss"),
@@ -107,7 +115,12 @@ def _latent(df: DataFrame, rnd: Uniforms) -> DataFrame:
     tenure = (F.when(F.col("_u_tenure") < 0.45, F.lit(1))
               .when(F.col("_u_tenure") < 0.90, 2 + F.floor(9 * F.col("_u_tenure2")))
               .otherwise(11 + F.floor(15 * F.pow(F.col("_u_tenure2"), 1.5)))).cast("long")
-    df = df.withColumn("X2", age).withColumn("X4", tenure)
+    return df.withColumn("X2", age).withColumn("X4", tenure)
+
+
+def _with_attributes(df: DataFrame, rnd: Uniforms) -> DataFrame:
+    """Segment, value, usage levels, flags and contract draws of each user."""
+    u, n = rnd.u, rnd.normal
     seg_u = u(9)
     segment = (F.when((F.col("X2") <= 24) & (seg_u < 0.45), F.lit(SEGMENTS[2]))
                .when(seg_u < 0.62, F.lit(SEGMENTS[0]))
@@ -140,18 +153,22 @@ def _latent(df: DataFrame, rnd: Uniforms) -> DataFrame:
         u(26).alias("_u_arrears"), F.exp(2.5 + n(27)).alias("_arrears"),
         u(28).alias("_u_darrears"), F.exp(5.0 + n(29)).alias("_darrears"),
     )
-    df = df.withColumn("X43", F.when(F.col("X42") == 1, F.col("_u_work") < 0.85)
-                       .otherwise(F.col("_u_work") < 0.25).cast("long"))
+    return df.withColumn("X43", F.when(F.col("X42") == 1, F.col("_u_work") < 0.85)
+                         .otherwise(F.col("_u_work") < 0.25).cast("long"))
+
+
+def _with_usage(df: DataFrame, rnd: Uniforms) -> DataFrame:
+    """Three months of fees, data and voice, their overage and the package utilisation."""
     months = []
     for k, base in enumerate(("_arpu", "_dou", "_mou")):
         for m in range(3):
-            wiggle = 1 + 0.12 * n(40 + 3 * k + m)
+            wiggle = 1 + 0.12 * rnd.normal(40 + 3 * k + m)
             months.append(F.round(F.greatest(F.col(base) * wiggle, F.lit(0.0)), 2).alias(f"_m{k}{m}"))
     df = df.select("*", *months)
     allowance = F.lit(1024.0) * F.col("_pkg")
     dou_avg = (F.col("_m10") + F.col("_m11") + F.col("_m12")) / 3
     mou_avg = (F.col("_m20") + F.col("_m21") + F.col("_m22")) / 3
-    df = df.select(
+    return df.select(
         "*",
         *[F.round(F.greatest(F.col(f"_m2{m}") - 500, F.lit(0.0)) * 0.15, 2).alias(f"_vo{m}") for m in range(3)],
         *[F.round(F.greatest(F.col(f"_m1{m}") - allowance, F.lit(0.0)) * 0.01, 2).alias(f"_do{m}") for m in range(3)],
@@ -159,7 +176,9 @@ def _latent(df: DataFrame, rnd: Uniforms) -> DataFrame:
         dou_avg.alias("_dou_avg"), mou_avg.alias("_mou_avg"),
     )
 
-    # --- the oracle: linear predictor with non-linear effects and interactions --------------
+
+def _oracle_eta(share: dict[str, float], months_left: Column) -> Column:
+    """The oracle's linear predictor: non-linear effects and interactions of the attributes."""
     age_c, ten_c = F.col("X2"), F.col("X4")
     f_age = (F.when(age_c < 25, -1.3 + 0.11 * (age_c - 13))
              .when(age_c <= 50, 0.08 - 0.002 * F.abs(age_c - 36))
@@ -171,27 +190,24 @@ def _latent(df: DataFrame, rnd: Uniforms) -> DataFrame:
     log_arpu = F.log(F.col("_arpu") + 1)
     has_broadband = F.col("_miss") >= share["broadband"]
     has_5g = F.col("_miss") >= share["fiveg"]
-    months_left = F.when((F.col("_c_terminal") + F.col("_c_package")) > 0,
-                         F.floor(F.col("_u_months") * 36)).otherwise(F.lit(0.0))
-    eta = (f_age + f_tenure
-           + F.when(F.col("X1") == GENDER[0], 0.12).otherwise(0.0)
-           + F.when(F.col("X5") == SEGMENTS[3], 0.55).when(F.col("X5") == SEGMENTS[1], -0.15)
-           .when(F.col("X5") == SEGMENTS[2], -0.05).otherwise(0.0)
-           + F.when(F.col("_vip") == 4, 0.65).when(F.col("_vip") == 3, 0.25)
-           .when(F.col("_vip") >= 5, 0.15).otherwise(0.0)
-           + F.when(has_broadband, 0.35).otherwise(0.0)
-           + F.when(F.col("X29") == 1, 0.3).otherwise(0.0)
-           + F.when(F.col("X36") == 2, 0.8).when(F.col("X36") == 1, 0.1)
-           .when(F.col("X36") == 0, -0.25).otherwise(0.0)
-           + 0.9 / (1 + F.exp(-2.0 * (log_dou - 8.6)))
+    return (f_age + f_tenure
+            + F.when(F.col("X1") == GENDER[0], 0.12).otherwise(0.0)
+            + F.when(F.col("X5") == SEGMENTS[3], 0.55).when(F.col("X5") == SEGMENTS[1], -0.15)
+            .when(F.col("X5") == SEGMENTS[2], -0.05).otherwise(0.0)
+            + F.when(F.col("_vip") == 4, 0.65).when(F.col("_vip") == 3, 0.25)
+            .when(F.col("_vip") >= 5, 0.15).otherwise(0.0)
+            + F.when(has_broadband, 0.35).otherwise(0.0)
+            + F.when(F.col("X29") == 1, 0.3).otherwise(0.0)
+            + F.when(F.col("X36") == 2, 0.8).when(F.col("X36") == 1, 0.1)
+            .when(F.col("X36") == 0, -0.25).otherwise(0.0)
+            + 0.9 / (1 + F.exp(-2.0 * (log_dou - 8.6)))
            - 0.6 * F.pow(log_arpu - 4.1, 2)
-           + F.when((F.col("X42") == 1) & (log_dou > 8.3), 0.55).otherwise(0.0)
-           + F.when((F.col("X41") == 1) & (F.col("X36") == 2), 0.6).otherwise(0.0)
-           + F.when(has_5g, 1.1).otherwise(0.0)
-           + F.when(months_left > 6, -0.45).otherwise(0.0)
-           + F.when((F.col("_do0") + F.col("_do1") + F.col("_do2") > 0) & (F.col("X42") == 1), 0.35)
-           .otherwise(0.0))
-    return df.withColumn("_months_left", months_left).withColumn("_eta", eta)
+            + F.when((F.col("X42") == 1) & (log_dou > 8.3), 0.55).otherwise(0.0)
+            + F.when((F.col("X41") == 1) & (F.col("X36") == 2), 0.6).otherwise(0.0)
+            + F.when(has_5g, 1.1).otherwise(0.0)
+            + F.when(months_left > 6, -0.45).otherwise(0.0)
+            + F.when((F.col("_do0") + F.col("_do1") + F.col("_do2") > 0) & (F.col("X42") == 1), 0.35)
+            .otherwise(0.0))
 
 
 def _raw_columns(df: DataFrame, share: dict) -> DataFrame:
@@ -265,13 +281,12 @@ def calibrate_intercept(spark: SparkSession, seed: int, target: float) -> float:
 
     Only the sample's linear predictors (20,000 floats) reach the driver, whatever the user base.
     """
-    etas = [r[0] for r in users(spark, 1, CALIBRATION_USERS, seed, 2).select("_eta").collect()]
-    lo, hi = -15.0, 15.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        mean = sum(1 / (1 + math.exp(-(e + mid))) for e in etas) / len(etas)
-        lo, hi = (mid, hi) if mean < target else (lo, mid)
-    return (lo + hi) / 2
+    import numpy as np
+    from scipy.optimize import brentq
+    from scipy.special import expit
+
+    etas = np.array([r[0] for r in users(spark, 1, CALIBRATION_USERS, seed, 2).select("_eta").collect()])
+    return float(brentq(lambda b: expit(etas + b).mean() - target, -15.0, 15.0, xtol=1e-12))
 
 
 def with_labels(df: DataFrame, seed: int, intercept: float) -> DataFrame:

@@ -179,9 +179,8 @@ def run_assign(cfg: Config, spark: SparkSession, scores: DataFrame | None = None
         out = assign(eligible, id_col, "tier", cfg.get("abtest.arms") or {}, int(cfg.get("abtest.seed")))
     except ValueError as exc:
         raise JobError(str(exc)) from exc
-    out = out.withColumn("seed", F.lit(int(cfg.get("abtest.seed")))).withColumn("run_id", F.lit(cfg.run_id))
-    tables.replace_partition(out, cfg.table("ab_assignments"), where={"run_id": cfg.run_id},
-                             partition_by=["run_id"])
+    out = out.withColumn("seed", F.lit(int(cfg.get("abtest.seed"))))
+    tables.write_run(out, cfg, "ab_assignments")
     written, _ = tables.read_run(spark, cfg.table("ab_assignments"), cfg.run_id)
     counts = {f"{r['tier']}/{r['arm']}": r["count"] for r in written.groupBy("tier", "arm").count().collect()}
     if not counts:
@@ -236,7 +235,7 @@ def run_analyze(cfg: Config, spark: SparkSession, outcomes: DataFrame | None = N
         raise JobError(str(exc)) from exc
     result = (result.withColumn("assignment_run", F.lit(assign_run).cast("string"))
               .withColumn("run_id", F.lit(cfg.run_id)))
-    tables.replace_partition(result, cfg.table("ab_results"), where={"run_id": cfg.run_id}, partition_by=["run_id"])
+    tables.write_run(result, cfg, "ab_results")
     rows = [r.asDict() for r in result.drop("run_id").collect()]
     log.info("A/B results written to %s (%d arms)", cfg.table("ab_results"), len(rows))
     return {"arms": {r["arm"]: {k: r[k] for k in ("n", "retention_rate", "lift_abs", "p_value", "ci_low", "ci_high")}

@@ -234,7 +234,7 @@ def run_targets(cfg: Config, spark: SparkSession, demand: DataFrame | None = Non
         risk, runs["risk"] = _scores(spark, cfg, "risk_lakehouse")
     targets = target_list(demand, risk, float(cfg.get("credit.demand_min")), float(cfg.get("credit.risk_max")))
     out = targets.withColumn("run_id", F.lit(cfg.run_id))
-    tables.replace_partition(out, cfg.table("credit_targets"), where={"run_id": cfg.run_id}, partition_by=["run_id"])
+    tables.write_run(out, cfg, "credit_targets")
     written, _ = tables.read_run(spark, cfg.table("credit_targets"), cfg.run_id)
     per_region = {r["region"]: {k: r[k] for k in ("users", "targets", "target_share", "mean_demand_probability",
                                                   "mean_risk_probability")}
