@@ -48,8 +48,11 @@ test: setup
 test-cluster: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m cluster tests $(ARGS)
 
+# ruff, the import rules of docs/architecture.md, no library function over 60 lines
 lint: setup
-	$(VENV)/bin/ruff check lib jobs tests
+	$(VENV)/bin/ruff check lib jobs tests bench .ci
+	$(PY) .ci/layers.py
+	$(PY) .ci/function_lengths.py --max 60 --top 5 lib jobs
 
 bench: setup
 	$(PY) -m bench --sizes $(SIZES) $(ARGS)
