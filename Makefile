@@ -48,11 +48,13 @@ test: setup
 test-cluster: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m cluster tests $(ARGS)
 
-# ruff, the import rules of docs/architecture.md, no library function over 60 lines
+# ruff, the import rules of docs/architecture.md, no library function over 60 lines, no block of
+# six lines standing in two places
 lint: setup
 	$(VENV)/bin/ruff check lib jobs tests bench .ci
 	$(PY) .ci/layers.py
 	$(PY) .ci/function_lengths.py --max 60 --top 5 lib jobs
+	$(PY) .ci/duplicate_blocks.py --lines 6 lib jobs
 
 bench: setup
 	$(PY) -m bench --sizes $(SIZES) $(ARGS)

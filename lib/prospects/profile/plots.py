@@ -183,18 +183,27 @@ def _bars_with_rate(ax, labels: list[str], users: list[int], rates: list[float |
     ax2.set_ylim(0, max(finite + [100 * (overall or 0)] + [1.0]) * 1.25)
 
 
-def plot_categorical_grid(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
-                          cat_rows: Sequence[dict], overall: float | None, max_values: int = 15) -> str | None:
-    """One panel per categorical column: users per value (bars), switch rate (red line, right axis)."""
+def _panel_grid(rows: Sequence[dict], columns: Sequence[str], width: float, height: float, ncols: int = 4):
+    """``rows`` by their ``column``, the ``columns`` that have rows, and a figure of one
+    ``width`` x ``height`` panel each, ``ncols`` to a line; None when no column has rows."""
     by_col: dict[str, list[dict]] = {}
-    for r in cat_rows:
+    for r in rows:
         by_col.setdefault(r["column"], []).append(r)
     columns = [c for c in columns if c in by_col]
     if not columns:
         return None
-    ncols = 4
     nrows = math.ceil(len(columns) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.3 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    return by_col, columns, fig, axes
+
+
+def plot_categorical_grid(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
+                          cat_rows: Sequence[dict], overall: float | None, max_values: int = 15) -> str | None:
+    """One panel per categorical column: users per value (bars), switch rate (red line, right axis)."""
+    grid = _panel_grid(cat_rows, columns, 4.6, 3.3)
+    if grid is None:
+        return None
+    by_col, columns, fig, axes = grid
     for ax, c in zip(axes.flat, columns):
         rows = by_col[c]
         shown = sorted(rows, key=lambda r: -r["users"])[:max_values]
@@ -245,15 +254,10 @@ def plot_rate_curves(out_dir: Folder, dictionary: ColumnDictionary, columns: Seq
 def plot_numeric_grid(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
                       hist_rows: Sequence[dict], outliers: dict[str, tuple[int, int]]) -> str | None:
     """Histogram per numeric column (Spark-computed bins over [min, p99], grey overflow bin >= p99)."""
-    by_col: dict[str, list[dict]] = {}
-    for r in hist_rows:
-        by_col.setdefault(r["column"], []).append(r)
-    columns = [c for c in columns if c in by_col]
-    if not columns:
+    grid = _panel_grid(hist_rows, columns, 4.4, 2.9)
+    if grid is None:
         return None
-    ncols = 4
-    nrows = math.ceil(len(columns) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 2.9 * nrows), squeeze=False)
+    by_col, columns, fig, axes = grid
     for ax, c in zip(axes.flat, columns):
         rows = sorted(by_col[c], key=lambda r: r["bin"])
         main = [r for r in rows if r["upper"] is not None]
