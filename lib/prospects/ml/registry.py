@@ -17,6 +17,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
@@ -29,6 +39,11 @@ from prospects.core.errors import RegistryError
 from prospects.ml.features import Decision
 
 log = logging.getLogger(__name__)
+
+# Delta's conflicts between two commits to one table: the loser may try again
+CONCURRENT_COMMITS = (ConcurrentAppendException, ConcurrentDeleteDeleteException, ConcurrentDeleteReadException,
+                      ConcurrentTransactionException, ConcurrentWriteException, DeltaConcurrentModificationException,
+                      MetadataChangedException, ProtocolChangedException)
 
 VERSIONS_SCHEMA = T.StructType([
     T.StructField("version_number", T.IntegerType()), T.StructField("run_id", T.StringType()),
@@ -130,9 +145,7 @@ def next_version(spark: SparkSession, cfg: Config, attempts: int = 20) -> tuple[
             (DeltaTable.forPath(spark, path).alias("t")
              .merge(row.alias("s"), "t.version_number = s.version_number OR t.run_id = s.run_id")
              .whenNotMatchedInsertAll().execute())
-        except Exception as exc:  # noqa: BLE001 - only Delta's concurrent-commit conflicts are retried
-            if "Concurrent" not in type(exc).__name__ and "CONCURRENT" not in str(exc):
-                raise
+        except CONCURRENT_COMMITS as exc:   # only Delta's concurrent-commit conflicts are retried
             log.info("version %d: another training committed first (%s), attempt %d", number,
                      type(exc).__name__, attempt)
             time.sleep(0.2 * attempt)
