@@ -42,8 +42,8 @@ def tiny(spark):
 # Statistics on tiny explicit frames
 # ---------------------------------------------------------------------------------------------
 def test_column_profile_counts_types_and_roles(tiny):
-    out = {r["column"]: r.asDict() for r in
-           pf.column_profile(tiny, tiny_dictionary(), ["s", "n", "x"], max_distinct=3, approx_above=3).collect()}
+    stats, _ = pf.column_stats(tiny, ["s", "n", "x"])
+    out = {r["column"]: r for r in pf._profile_rows(tiny, tiny_dictionary(), ["s", "n", "x"], stats, 3, 3)}
     assert [out[c]["null_count"] for c in "snx"] == [1, 1, 0]
     assert [out[c]["null_share"] for c in "snx"] == [0.25, 0.25, 0.0]
     assert [out[c]["distinct"] for c in "snx"] == [2, 2, 4]
@@ -71,9 +71,11 @@ def test_infer_role_boundary(distinct, role):
 
 
 def test_missing_by_group(tiny):
-    out = pf.missing_by_group(tiny, {"base": ["s", "n"], "money": ["x"]})
-    assertDataFrameEqual(out.select("group", "users_all_missing", "users_any_missing", "share_any_missing"),
-                         [("base", 0, 2, 0.5), ("money", 0, 0, 0.0)])
+    groups = {"base": ["s", "n"], "money": ["x"]}
+    _, per_group = pf.column_stats(tiny, [], groups=groups)
+    out = [(r["group"], r["users_all_missing"], r["users_any_missing"], r["share_any_missing"])
+           for r in pf._group_rows(groups, per_group)]
+    assert out == [("base", 0, 2, 0.5), ("money", 0, 0, 0.0)]
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,9 @@ def test_co_missing_spark_path_equals_driver_path(blocky, monkeypatch):
 
 
 def test_blocks_found_from_the_data(blocky):
-    out = [r.asDict() for r in pf.co_missing_blocks(blocky, ["a", "b", "c", "d"]).orderBy("block").collect()]
+    columns = ["a", "b", "c", "d"]
+    co = [r.asDict() for r in pf.co_missing(pf.missing_patterns(blocky, columns), columns).collect()]
+    out = pf._block_rows(pf.blocks_from_co_missing(co, columns), 5, None)
     assert [(r["block"], r["columns"], r["users_missing"], r["contained_in"]) for r in out] == [
         (1, ["a", "b"], 3, None), (2, ["c"], 2, 1)]
     assert out[0]["share_missing"] == pytest.approx(0.6)
@@ -122,7 +126,7 @@ def test_missing_sample_is_bounded(blocky):
 
 
 def test_categorical_rates_with_english_labels(tiny):
-    out = pf.categorical_rates(tiny, ["s", "n"], "label", tiny_dictionary())
+    out = pf.categorical_from_counts(pf.value_rates(tiny, ["s", "n"], "label"), tiny_dictionary())
     assertDataFrameEqual(out, [
         ("s", "先生", "male", 2, 0.5, 1, 0.5), ("s", "女士", "female", 1, 0.25, 0, 0.0),
         ("s", None, "missing", 1, 0.25, 1, 1.0),
@@ -131,7 +135,7 @@ def test_categorical_rates_with_english_labels(tiny):
 
 
 def test_rate_curves(tiny):
-    out = pf.rate_curves(tiny, ["n"], "label")
+    out = pf.curves_from_counts(pf.value_rates(tiny, ["n"], "label"))
     assertDataFrameEqual(out, [("n", 1.0, 1, 0.25, 1, 1.0), ("n", 2.0, 2, 0.5, 1, 0.5),
                                ("n", None, 1, 0.25, 0, 0.0)])
 
@@ -157,9 +161,8 @@ def test_correlation_after_imputation(spark):
                                "x double, y double, z double")
     m = pf.correlation_matrix(df, ["x", "y", "z"], {"y": 4.0})
     assert m[0][1] == pytest.approx(0.6) and m[0][2] == pytest.approx(1.0)
-    long_df, pairs = pf.correlation(df, ["x", "y", "z"], 0.8, {"y": 4.0})
-    assert long_df.count() == 9
-    rows = [r.asDict() for r in pairs.collect()]
+    long_rows, rows = pf._correlation_rows(["x", "y", "z"], m, 0.8, None)
+    assert len(long_rows) == 9
     # only (x, z) is above 0.8; mean |r|: x = (0.6 + 1) / 2, z = (0.6 + 1) / 2 -> tie -> later column z
     assert [(r["col_a"], r["col_b"], r["drop"], r["reason"]) for r in rows] == [("x", "z", "z", "tie: later column")]
 

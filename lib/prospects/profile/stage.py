@@ -160,28 +160,6 @@ def infer_role(declared_type: str, distinct: int, max_distinct: int) -> tuple[st
     return ROLE_NUMERIC, f"numeric with {distinct} > {max_distinct} distinct values"
 
 
-def column_profile(df: DataFrame, dictionary: ColumnDictionary, columns: Sequence[str],
-                   max_distinct: int = 10, approx_above: int = 1000, accuracy: int = 10000) -> DataFrame:
-    """Per column: declared type, missing count and share, distinct count, inferred role, quantiles.
-
-    Args:
-        df: the users.
-        dictionary: the column dictionary (names, groups, declared types).
-        columns: columns to profile.
-        max_distinct: numeric columns with at most this many distinct values are categorical.
-        approx_above: distinct counts above this stay HyperLogLog estimates (``distinct_exact`` false).
-        accuracy: ``percentile_approx`` accuracy.
-
-    Returns:
-        a small DataFrame (schema :data:`COLUMNS_SCHEMA`), one row per column: column, name, group,
-        declared_type, spark_type, rows, null_count, null_share, distinct, distinct_exact, role,
-        role_reason, min, max, mean, p01, p05, p25, p50, p75, p95, p99.
-    """
-    stats, _ = column_stats(df, columns, accuracy)
-    return df.sparkSession.createDataFrame(
-        _profile_rows(df, dictionary, columns, stats, max_distinct, approx_above), COLUMNS_SCHEMA)
-
-
 def _profile_rows(df: DataFrame, dictionary: ColumnDictionary, columns: Sequence[str], stats: dict,
                   max_distinct: int, approx_above: int) -> list[dict]:
     low = [c for c in columns if stats[c]["approx_distinct"] <= approx_above]
@@ -202,17 +180,6 @@ def _profile_rows(df: DataFrame, dictionary: ColumnDictionary, columns: Sequence
             **{k: (float(s[k]) if s[k] is not None else None) for k in ("min", "max", "mean", *Q_NAMES)},
         })
     return rows
-
-
-def missing_by_group(df: DataFrame, groups: dict[str, list[str]]) -> DataFrame:
-    """Users missing every column / any column of each dimension group (one aggregation).
-
-    Returns:
-        group, columns (array), users_all_missing, users_any_missing, share_all_missing,
-        share_any_missing.
-    """
-    _, per_group = column_stats(df, [], groups=groups)
-    return df.sparkSession.createDataFrame(_group_rows(groups, per_group), GROUPS_SCHEMA)
 
 
 GROUPS_SCHEMA = T.StructType([
@@ -377,23 +344,6 @@ BLOCKS_SCHEMA = T.StructType([
 ])
 
 
-def co_missing_blocks(df: DataFrame, columns: Sequence[str], dictionary: ColumnDictionary | None = None) -> DataFrame:
-    """The missing blocks of ``df`` found from the data (patterns -> co-missing -> blocks).
-
-    Returns:
-        block, columns, names, groups (dictionary groups of the columns), users_missing,
-        share_missing, contained_in.
-    """
-    patterns = missing_patterns(df, columns).persist()
-    try:
-        rows = patterns.agg(F.sum("users")).first()[0] or 0
-        co = [r.asDict() for r in co_missing(patterns, columns).collect()]
-    finally:
-        patterns.unpersist()
-    return df.sparkSession.createDataFrame(
-        _block_rows(blocks_from_co_missing(co, columns), rows, dictionary), BLOCKS_SCHEMA)
-
-
 def _block_rows(blocks: list[dict], rows: int, dictionary: ColumnDictionary | None) -> list[dict]:
     out = []
     for b in blocks:
@@ -451,19 +401,13 @@ def _by_column():
     return Window.partitionBy("column")
 
 
-def categorical_rates(df: DataFrame, columns: Sequence[str], label: str | None,
-                      dictionary: ColumnDictionary | None = None) -> DataFrame:
-    """Per categorical column and value: users, share, switchers and switch rate.
+def categorical_from_counts(counts: DataFrame, dictionary: ColumnDictionary | None = None) -> DataFrame:
+    """Per categorical column and value, from the output of :func:`value_rates` (no pass over the users).
 
     Returns:
         column, value (string; null = missing), value_label (English label from the dictionary,
         ``missing`` for null), users, share (of the column's users), switchers, switch_rate.
     """
-    return categorical_from_counts(value_rates(df, columns, label), dictionary)
-
-
-def categorical_from_counts(counts: DataFrame, dictionary: ColumnDictionary | None = None) -> DataFrame:
-    """:func:`categorical_rates` from the output of :func:`value_rates` (no pass over the users)."""
     label_map: dict[str, str] = {}
     if dictionary is not None:
         for spec in dictionary:
@@ -480,17 +424,13 @@ def categorical_from_counts(counts: DataFrame, dictionary: ColumnDictionary | No
             .select("column", "value", "value_label", "users", "share", "switchers", "switch_rate"))
 
 
-def rate_curves(df: DataFrame, columns: Sequence[str], label: str | None) -> DataFrame:
-    """Switch rate and users by value of numeric columns (age, tenure), one ``groupBy``.
+def curves_from_counts(counts: DataFrame) -> DataFrame:
+    """Switch rate and users by value of numeric columns (age, tenure), from the output of
+    :func:`value_rates` (no pass over the users).
 
     Returns:
         column, value (double; null = missing), users, share, switchers, switch_rate.
     """
-    return curves_from_counts(value_rates(df, columns, label))
-
-
-def curves_from_counts(counts: DataFrame) -> DataFrame:
-    """:func:`rate_curves` from the output of :func:`value_rates` (no pass over the users)."""
     return (_with_rates(counts).withColumn("value", F.col("value").cast("double"))
             .select("column", "value", "users", "share", "switchers", "switch_rate"))
 
@@ -673,21 +613,6 @@ PAIRS_SCHEMA = T.StructType([
 ])
 
 
-def correlation(df: DataFrame, columns: Sequence[str], threshold: float,
-                fill: dict[str, float] | None = None,
-                dictionary: ColumnDictionary | None = None) -> tuple[DataFrame, DataFrame]:
-    """Pearson matrix (long form) and the highly correlated pairs with the column dropped of each.
-
-    The drop follows :mod:`prospects.profile.correlation` (the rule the training stage uses).
-
-    Returns:
-        (col_a, col_b, r for every ordered pair; col_a, col_b, name_a, name_b, r, mean_abs_a,
-        mean_abs_b, drop, reason for each pair with |r| > threshold).
-    """
-    matrix = correlation_matrix(df, columns, fill)
-    return _correlation_frames(df.sparkSession, columns, matrix, threshold, dictionary)
-
-
 def _correlation_rows(columns: Sequence[str], matrix: list[list[float]], threshold: float,
                       dictionary: ColumnDictionary | None) -> tuple[list[dict], list[dict]]:
     """The matrix in long form, and the pairs above ``threshold`` with the column dropped of each."""
@@ -702,12 +627,6 @@ def _correlation_rows(columns: Sequence[str], matrix: list[list[float]], thresho
                   "r": d.r, "mean_abs_a": d.mean_abs_a, "mean_abs_b": d.mean_abs_b, "drop": d.drop,
                   "reason": d.reason} for d in decisions]
     return long_rows, pair_rows
-
-
-def _correlation_frames(spark: SparkSession, columns: Sequence[str], matrix: list[list[float]],
-                        threshold: float, dictionary: ColumnDictionary | None) -> tuple[DataFrame, DataFrame]:
-    long_rows, pair_rows = _correlation_rows(columns, matrix, threshold, dictionary)
-    return spark.createDataFrame(long_rows, CORR_SCHEMA), spark.createDataFrame(pair_rows, PAIRS_SCHEMA)
 
 
 # ---------------------------------------------------------------------------------------------
