@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -242,3 +243,23 @@ def test_versions_reserved_at_once_are_distinct_and_a_rerun_keeps_its_own(spark,
     assert registry.next_version(spark, make_cfg(overrides=["run.id=backfill x"]))[1] == 5
     rows = tables.read(spark, cfgs[0].table("model_versions")).collect()
     assert len(rows) == 5 and len({r["version_number"] for r in rows}) == 5
+
+
+def test_cross_validated_tuning_and_a_top_share_threshold(spark, make_cfg):
+    """``train.tuning: cv`` ranks the grid by Spark's CrossValidator; ``threshold_rule: top_share``
+    flags about that share of the validation users, and so of the test users."""
+    cfg = make_cfg(overrides=["run.id=cv1", "train.tuning=cv", "train.folds=2", "train.threshold_rule=top_share",
+                              "train.threshold_top_share=0.25", "train.model_types=[logistic_regression]",
+                              "train.models.logistic_regression={regParam: [0.0, 0.1], maxIter: [30]}"])
+    write_inputs(spark, cfg, bronze_frame(spark, 4000, seed=11), run_id="cv1")
+    summary = train.run(cfg, spark)
+    metrics = {(r["split"], r["metric"], r["params"]): r["value"]
+               for r in tables.read_run(spark, cfg.table("model_metrics"), "cv1")[0].collect()}
+    grid = {p: v for (split, _, p), v in metrics.items() if split == "grid"}
+    assert len(grid) == 2 and all(0.6 < v < 1 for v in grid.values())     # CrossValidator's mean AUCs
+    best = max(grid, key=grid.get)
+    assert summary["models"]["logistic_regression"]["params"] == json.loads(best)
+    flagged = metrics[("test", "predicted_positive_share", None)]
+    assert 0.18 < flagged < 0.32, flagged
+    row = registry.read_registry(spark, cfg).where(F.col("run_id") == "cv1").first()
+    assert row["threshold_rule"] == "top_share"
