@@ -129,12 +129,7 @@ def next_version(spark: SparkSession, cfg: Config, attempts: int = 20) -> tuple[
         RuntimeError: no number could be reserved in ``attempts`` tries.
     """
     path = cfg.table("model_versions")
-    if not tables.is_delta(spark, path):
-        try:
-            DeltaTable.createIfNotExists(spark).location(path).addColumns(VERSIONS_SCHEMA).execute()
-        except Exception:  # noqa: BLE001 - another training created it at the same moment
-            if not tables.is_delta(spark, path):
-                raise
+    _create_versions_table(spark, path, attempts)
     for attempt in range(1, attempts + 1):
         taken = {r["run_id"]: r["version_number"] for r in tables.read(spark, path).collect()}
         if cfg.run_id in taken:
@@ -150,6 +145,23 @@ def next_version(spark: SparkSession, cfg: Config, attempts: int = 20) -> tuple[
                      type(exc).__name__, attempt)
             time.sleep(0.2 * attempt)
     raise RuntimeError(f"no model version could be reserved in {path} after {attempts} attempts")
+
+
+def _create_versions_table(spark: SparkSession, path: str, attempts: int) -> None:
+    """Create the reservation table unless it exists. Two trainings on a new lakehouse may create it
+    at once: the one that loses sees a folder that is not a Delta table yet (Delta refuses a
+    non-empty location) until the winner's first commit lands, so it waits for that commit."""
+    for attempt in range(1, attempts + 1):
+        if tables.is_delta(spark, path):
+            return
+        try:
+            DeltaTable.createIfNotExists(spark).location(path).addColumns(VERSIONS_SCHEMA).execute()
+            return
+        except Exception as exc:  # noqa: BLE001 - another training is creating it; re-checked above
+            log.info("%s is being created by another training (%s), attempt %d", path, type(exc).__name__, attempt)
+            time.sleep(0.2 * attempt)
+    if not tables.is_delta(spark, path):
+        raise RuntimeError(f"the model version table {path} could not be created in {attempts} attempts")
 
 
 def _registered_numbers(spark: SparkSession, cfg: Config, taken: dict) -> list[int]:
