@@ -197,33 +197,41 @@ def tag(df: DataFrame, source: Source) -> DataFrame:
 
 
 def file_stats(cfg: Config, inputs: list[Input], old: dict[str, FileStats] | None = None) -> dict[str, FileStats]:
-    """Per file: records, skipped lines, flags and value rules fired: one aggregation per input.
+    """Per file: records, skipped lines, flags and value rules fired, for every input in one Spark job
+    (each input's counts as one JSON object per file: the inputs count different rules).
 
     ``old``: earlier counts whose blank lines are kept for files parsed as a whole (Spark's
     whole-file reader skips blank lines without counting them).
     """
+    per_input = [inp.rows.groupBy("source_file").agg(*[F.expr(a) for a in _count_sql(cfg, inp)])
+                 .selectExpr(f"{i} AS input", "source_file", "to_json(struct(* EXCEPT (source_file))) AS counts")
+                 for i, inp in enumerate(inputs)]
+    every = per_input[0]
+    for part in per_input[1:]:
+        every = every.unionByName(part)
     out: dict[str, FileStats] = {}
-    for inp in inputs:
-        df = inp.rows
-        flags = [c for c in rw.STAT_FLAGS if c in df.columns]
-        ok = " AND NOT _malformed" if "_malformed" in flags else ""
-        aggs = ["count_if(_skip IS NULL) AS records", f"count_if(_skip = '{records.SKIP_BLANK}') AS blank",
-                f"count_if(_skip = '{records.SKIP_HEADER}') AS header", f"count_if(_skip IS NULL{ok}) AS well_formed",
-                *[f"count_if({c}{' AND _skip IS NULL' if c == '_odd' else ''}) AS {c.strip('_')}"
-                  for c in flags if c != "_malformed"],
-                *rw.rule_counts_sql(cfg, inp.source, df)]
-        for r in df.groupBy("source_file").agg(*[F.expr(a) for a in aggs]).collect():
-            counts = r.asDict()
-            st = FileStats(inp.source.kind, inp.source.region,
-                           **{k: int(v) for k, v in counts.items() if k in STAT_FIELDS})
-            for name, n in counts.items():
-                if name.startswith("_n|") and n:
-                    _, column, rule = name.split("|")
-                    st.rules.setdefault(column, {})[rule] = int(n)
-            if old and r["source_file"] in inp.whole and r["source_file"] in old:
-                st.blank = old[r["source_file"]].blank
-            out[r["source_file"]] = st
+    for r in every.collect():
+        counts, inp = json.loads(r["counts"]), inputs[r["input"]]
+        st = FileStats(inp.source.kind, inp.source.region, **{k: int(v) for k, v in counts.items() if k in STAT_FIELDS})
+        for name, n in counts.items():
+            if name.startswith("_n|") and n:
+                _, column, rule = name.split("|")
+                st.rules.setdefault(column, {})[rule] = int(n)
+        if old and r["source_file"] in inp.whole and r["source_file"] in old:
+            st.blank = old[r["source_file"]].blank
+        out[r["source_file"]] = st
     return out
+
+
+def _count_sql(cfg: Config, inp: Input) -> list[str]:
+    """The aggregates of :func:`file_stats` for one input (SQL)."""
+    flags = [c for c in rw.STAT_FLAGS if c in inp.rows.columns]
+    ok = " AND NOT _malformed" if "_malformed" in flags else ""
+    return ["count_if(_skip IS NULL) AS records", f"count_if(_skip = '{records.SKIP_BLANK}') AS blank",
+            f"count_if(_skip = '{records.SKIP_HEADER}') AS header", f"count_if(_skip IS NULL{ok}) AS well_formed",
+            *[f"count_if({c}{' AND _skip IS NULL' if c == '_odd' else ''}) AS {c.strip('_')}"
+              for c in flags if c != "_malformed"],
+            *rw.rule_counts_sql(cfg, inp.source, inp.rows)]
 
 
 def check_files(spark: SparkSession, cfg: Config, inputs: list[Input], stats: dict[str, FileStats]) -> None:
