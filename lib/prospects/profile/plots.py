@@ -44,8 +44,9 @@ def col_label(dictionary: ColumnDictionary, code: str) -> str:
     return safe_text(f"{name} ({code})" if name != code else code)
 
 
-def _save(fig, out_dir: Folder, name: str) -> str:
-    out_dir.save(fig, name)
+def _save(fig, out_dir: Folder, name: str, tight: bool = True) -> str:
+    """Save ``fig``; ``tight=False`` for a figure laid out already (cropping would draw it twice)."""
+    out_dir.save(fig, name, tight)
     return name
 
 
@@ -218,7 +219,7 @@ def plot_categorical_grid(out_dir: Folder, dictionary: ColumnDictionary, columns
     fig.suptitle("Categorical columns: users per value (bars) and switch rate (red; dotted = overall)",
                  fontsize=13)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    return _save(fig, out_dir, "categorical_grid.png")
+    return _save(fig, out_dir, "categorical_grid.png", tight=False)
 
 
 def plot_rate_curves(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
@@ -248,7 +249,7 @@ def plot_rate_curves(out_dir: Folder, dictionary: ColumnDictionary, columns: Seq
         missing = sum(r["users"] for r in curve_rows if r["column"] == c and r["value"] is None)
         ax.set_title(f"Switch rate by {dictionary.readable(c)}" + (f" ({missing:,} missing)" if missing else ""))
     fig.tight_layout()
-    return _save(fig, out_dir, "rate_curves.png")
+    return _save(fig, out_dir, "rate_curves.png", tight=False)
 
 
 def plot_numeric_grid(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
@@ -280,7 +281,7 @@ def plot_numeric_grid(out_dir: Folder, dictionary: ColumnDictionary, columns: Se
         ax.axis("off")
     fig.suptitle("Numeric columns: distribution (bins from min to p99; grey = values >= p99)", fontsize=13)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    return _save(fig, out_dir, "numeric_grid.png")
+    return _save(fig, out_dir, "numeric_grid.png", tight=False)
 
 
 def plot_correlation(out_dir: Folder, dictionary: ColumnDictionary, columns: Sequence[str],
