@@ -152,20 +152,22 @@ def product_stages(cfg, spark, trainer: str, splits_out: str | None = None, skip
     from prospects.scoring import scores as scoring
 
     seconds: dict[str, float] = {}
+    windows: dict[str, list[float]] = {}     # stage -> [start, end] epoch seconds (bench.eventlog)
     summaries: dict[str, Any] = {}
     modules = {"ingest": ingest, "profile": profile, "train": train, "score": scoring}
     for stage in PRODUCT_STAGES:
         if stage == "profile" and skip_profile:
             continue
-        t = time.perf_counter()
+        t, started = time.perf_counter(), time.time()
         summaries[stage] = modules[stage].run(cfg, spark)
         seconds[stage] = round(time.perf_counter() - t, 3)
+        windows[stage] = [round(started, 3), round(time.time(), 3)]
         log.info("product %s: %.1f s", stage, seconds[stage])
     ended_at = time.time()
     tr = summaries["train"]
     model = tr["models"][trainer]
     out: dict[str, Any] = {
-        "trainer": trainer, "seconds": seconds, "auc": model["test_auc"], "ended_at": ended_at,
+        "trainer": trainer, "seconds": seconds, "windows": windows, "auc": model["test_auc"], "ended_at": ended_at,
         "oracle_auc": tr.get("oracle_auc"), "rows": tr["rows"], "train_phases": tr.get("phase_seconds"),
         "fit_seconds": model["fit_seconds"], "feature_seconds": tr.get("feature_seconds"),
         "features": tr.get("features"), "dropped": tr.get("dropped_by_correlation"),

@@ -167,3 +167,39 @@ def test_hash_split_fallback_is_deterministic_and_proportional():
     assert a.equals(reference.hash_split(ids, 2024, {"train": 0.7, "validation": 0.15, "test": 0.15}))
     share = a.value_counts(normalize=True)
     assert abs(share["train"] - 0.7) < 0.02 and abs(share["test"] - 0.15) < 0.02
+
+
+def test_event_log_attributes_jobs_tasks_and_idle_time_to_stage_windows(tmp_path, product_run):
+    """bench.eventlog on a hand-written event log: jobs fall in the window they started in, tasks
+    count only the stages that ran, busy time is the union of overlapping jobs; and the product
+    record carries the stage windows it reads."""
+    from bench import eventlog
+
+    events = [
+        {"Event": "SparkListenerJobStart", "Job ID": 0, "Submission Time": 1000, "Stage IDs": [0, 1],
+         "Properties": {"callSite.short": "collect at stage.py:1"}},
+        {"Event": "SparkListenerStageCompleted", "Stage Info": {"Stage ID": 1, "Number of Tasks": 4}},
+        {"Event": "SparkListenerJobEnd", "Job ID": 0, "Completion Time": 3000},
+        {"Event": "SparkListenerJobStart", "Job ID": 1, "Submission Time": 2000, "Stage IDs": [2],
+         "Stage Infos": [{"Stage ID": 2, "Stage Name": "save at X.java:0"}]},
+        {"Event": "SparkListenerStageCompleted", "Stage Info": {"Stage ID": 2, "Number of Tasks": 2}},
+        {"Event": "SparkListenerJobEnd", "Job ID": 1, "Completion Time": 4000},
+        {"Event": "SparkListenerJobStart", "Job ID": 2, "Submission Time": 11000, "Stage IDs": [3],
+         "Properties": {"spark.job.description": "Delta: Filtering files for query"}},
+        {"Event": "SparkListenerJobEnd", "Job ID": 2, "Completion Time": 11500},
+    ]
+    log = tmp_path / "events"
+    log.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    first, second = eventlog.attribute(eventlog.read_jobs(str(log)),
+                                       [eventlog.Window("ingest", 0.5, 10.0), eventlog.Window("train", 10.0, 12.0)])
+    assert [len(first.jobs), len(second.jobs)] == [2, 1]
+    assert [j.tasks for j in first.jobs] == [4, 2]           # stage 0 was skipped: no tasks
+    assert first.busy() == pytest.approx(3.0)                 # 1-3 s and 2-4 s overlap: 1-4 s
+    assert second.busy() == pytest.approx(0.5)
+    assert [j.call_site for j in first.jobs + second.jobs] == [
+        "collect at stage.py:1", "(stage) save at X.java:0", "Delta: Filtering files for query"]
+    table = eventlog.report([first, second], top=3)
+    assert "| ingest | 9.5 | 2 | 6 | 3.0 | 6.5 |" in table
+    windows = product_run[2]["windows"]               # the profile is skipped in this fixture
+    assert list(windows) == ["ingest", "train", "score"]
+    assert all(start < end for start, end in windows.values())
