@@ -42,11 +42,11 @@ demo: setup
 	$(PY) -m jobs.pipeline --generate $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not cluster" tests $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not cluster" --durations=15 tests $(ARGS)
 
 # Real clusters and stores started by the tests on 127.0.0.1 (tests/cluster.py, tests/hadoop.py, tests/s3.py)
 test-cluster: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m cluster tests $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m cluster --durations=15 tests $(ARGS)
 
 # ruff, the import rules of docs/architecture.md, no library function over 60 lines, no block of
 # six lines standing in two places
