@@ -59,11 +59,12 @@ def read_jobs(path: str) -> list[Job]:
             kind = event.get("Event")
             if kind == "SparkListenerJobStart":
                 props = event.get("Properties") or {}
-                first_stage = (event.get("Stage Infos") or [{}])[-1].get("Stage Name", "")
-                # jobs started by Delta or from a thread have no call site of the product: their
-                # description or first stage names them
+                # a job started by Delta or from a thread has no call site of the product: its
+                # description or its result stage (the job's last stage) names it
+                infos = event.get("Stage Infos") or [{}]
+                result_stage = max(infos, key=lambda s: s.get("Stage ID", -1)).get("Stage Name", "")
                 site = (props.get("callSite.short") or props.get("spark.job.description")
-                        or f"(stage) {first_stage}")
+                        or f"(stage) {result_stage}")
                 jobs[event["Job ID"]] = Job(start=event["Submission Time"] / 1000, call_site=site)
                 stages_of[event["Job ID"]] = list(event.get("Stage IDs") or [])
             elif kind == "SparkListenerStageCompleted":
