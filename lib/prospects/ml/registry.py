@@ -151,6 +151,7 @@ def _create_versions_table(spark: SparkSession, path: str, attempts: int) -> Non
     """Create the reservation table unless it exists. Two trainings on a new lakehouse may create it
     at once: the one that loses sees a folder that is not a Delta table yet (Delta refuses a
     non-empty location) until the winner's first commit lands, so it waits for that commit."""
+    last: Exception | None = None
     for attempt in range(1, attempts + 1):
         if tables.is_delta(spark, path):
             return
@@ -159,9 +160,10 @@ def _create_versions_table(spark: SparkSession, path: str, attempts: int) -> Non
             return
         except Exception as exc:  # noqa: BLE001 - another training is creating it; re-checked above
             log.info("%s is being created by another training (%s), attempt %d", path, type(exc).__name__, attempt)
+            last = exc
             time.sleep(0.2 * attempt)
     if not tables.is_delta(spark, path):
-        raise RuntimeError(f"the model version table {path} could not be created in {attempts} attempts")
+        raise RuntimeError(f"the model version table {path} could not be created in {attempts} attempts") from last
 
 
 def _registered_numbers(spark: SparkSession, cfg: Config, taken: dict) -> list[int]:
