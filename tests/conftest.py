@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import sys
 from pathlib import Path
@@ -49,6 +50,16 @@ def tmp_settings(root: Path) -> dict:
         "spark": TEST_SPARK,
         "paths": {"raw": str(root / "raw"), "lakehouse": str(root / "lakehouse")},
     }
+
+
+def run_job(job, use_case: str, settings: list[str], summary_file: Path, *more: str) -> dict:
+    """A job's ``main(argv)`` as spark-submit calls it (on the tests' session): assert exit 0 and
+    return its run summary's result. ``settings`` are ``--set`` values."""
+    argv = ["--use-case", use_case, "--log-level", "WARNING", "--summary-file", str(summary_file), *more]
+    for setting in settings:
+        argv += ["--set", setting]
+    assert job.main(argv) == 0, summary_file.read_text() if summary_file.is_file() else argv
+    return json.loads(summary_file.read_text())["result"]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,10 @@ Faults, each asserted: the driver killed (SIGKILL of its process group) during i
 training and while the scores are written; a worker (and its executor) killed during training and
 during scoring; two trainings at once; two scoring runs for different regions at once. Plus the
 scheduled-run contract: a new month appends, a re-run replaces, time travel reads the previous state.
+
+Every spark-submit costs a minute or more on this cluster, so the faults share runs: the ingest
+killed mid-run is the next month's ingest, the training rerun after a killed driver runs beside a
+second training, and the scoring killed mid-write is the next month's scoring.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from prospects.synthetic import generator
 from tests.cluster import ROOT, StandaloneCluster, die_with_parent, free_port, tail
 from tests.conftest import TEST_SPARK
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("standalone")]   # one process starts the cluster
 
 SUBMIT = str(ROOT / "spark-submit.sh")
 REGIONS = {"A": 1500, "B": 1200, "C": 1000, "D": 800}
@@ -189,6 +193,13 @@ def model(lake, spark) -> None:
         train.run(cfg, spark)
 
 
+@pytest.fixture(scope="module")
+def next_month(lake, spark, cluster) -> None:
+    """The next month ingested: by the rerun in the ingest-kill test, else here (test run alone)."""
+    if NEXT not in runlog.latest_run(spark, lake.config(run_date=NEXT), "ingest"):
+        Submitted(cluster, lake, "ingest-next", "ingest", ["--run-date", NEXT]).ok()
+
+
 def region_counts(spark, path: str, run_id: str, version: int | None = None) -> dict[str, int]:
     reader = spark.read.format("delta")
     if version is not None:
@@ -283,34 +294,31 @@ def assert_registry_consistent(spark, lake: Lake) -> None:
     assert len({v["version_number"] for v in versions}) == len(versions) == len({v["run_id"] for v in versions})
 
 
-def test_driver_killed_during_training_leaves_registry_and_models_in_step(cluster, lake, spark):
+def test_driver_killed_during_training_then_its_rerun_beside_another_training(cluster, lake, spark):
     """Killed after a model was saved and before the registry rows: the rerun of the run id keeps
-    its version number, saves over the same folders and registers them."""
-    run = "2026-10-02"
+    its version number, saves over the same folders and registers them. A second training runs at
+    the same time and gets the next version: two trainings at once never share a version."""
+    run, other = "2026-10-02", "2026-10-03"
     before = saved_models(lake)
     job = Submitted(cluster, lake, "train-driver-kill", "train", [*TRAIN_SETTINGS, "--run-date", run])
     new = wait_for(lambda: saved_models(lake) - before, "a model saved by the run", job, timeout=300, interval=0.1)
     job.kill()
     print(f"[cluster] driver killed at {time.time() - job.started:.1f} s, saved: {sorted(new)}")
     assert not [r for r in registry_rows(spark, lake) if r["run_id"] == run]   # no row yet: none claims a model
-    summary = Submitted(cluster, lake, "train-rerun", "train", [*TRAIN_SETTINGS, "--run-date", run]).ok()
-    assert {Path(m).parent.name for m in new} == {summary["result"]["version"]}   # the same version again
-    assert_registry_consistent(spark, lake)
-
-
-def test_two_trainings_at_once_get_distinct_versions(cluster, lake, spark):
-    runs = ("2026-10-03", "2026-10-04")
-    jobs = [Submitted(cluster, lake, f"train-{r}", "train", [*TRAIN_SETTINGS, "--run-date", r], cores=1) for r in runs]
+    jobs = [Submitted(cluster, lake, f"train-{r}", "train", [*TRAIN_SETTINGS, "--run-date", r], cores=1)
+            for r in (run, other)]
     versions = [j.ok()["result"]["version"] for j in jobs]
-    assert len(set(versions)) == 2 and all(v.endswith(r) for v, r in zip(versions, runs))
+    assert {Path(m).parent.name for m in new} == {versions[0]}           # the rerun: the same version again
+    assert len(set(versions)) == 2 and all(v.endswith(r) for v, r in zip(versions, (run, other)))
     assert_overlap(cluster, [j.name for j in jobs])
     assert_registry_consistent(spark, lake)
 
 
 def test_driver_killed_during_ingest_then_the_rerun_completes_it(cluster, lake, spark):
     """The three bronze tables commit one by one: a run killed between them has no run log row, so
-    no later stage takes it for the latest ingest; its rerun replaces whatever it had written."""
-    run = "2026-10-15"
+    no later stage takes it for the latest ingest; its rerun replaces whatever it had written.
+    The run is the next month's, scored by the tests below."""
+    run = NEXT
     users = lake.table("bronze/users")
     seen = {v for v, _ in commits(users)}
     job = Submitted(cluster, lake, "ingest-driver-kill", "ingest", ["--run-date", run])
@@ -343,38 +351,11 @@ def test_worker_killed_while_scores_are_written_the_job_still_finishes(cluster, 
     restart_worker(cluster)
 
 
-def test_driver_killed_while_writing_scores_leaves_no_partial_region(cluster, lake, spark, model):
-    """One commit writes the run's scores: killed while its files are written, the table keeps its
-    previous state; no version ever holds part of a region. The next run completes it."""
-    from delta.tables import DeltaTable
-
-    path = lake.table("gold/scores")
-    bronze = bronze_counts(spark, lake)
-    run = "2026-10-20"
-    Submitted(cluster, lake, "ingest-for-kill", "ingest", ["--run-date", run]).ok()
-    versions = {v for v, _ in commits(path)} if Path(path, "_delta_log").is_dir() else set()
-    job = Submitted(cluster, lake, "score-driver-kill", "score", [*SCORE_SETTINGS, "--run-date", run])
-    files = wait_for(lambda: list(Path(path).glob(f"run_id={run}/region=*/*.parquet")),
-                     "score files of the run on disk", job, timeout=300, interval=0.05)
-    job.kill()
-    print(f"[cluster] driver killed at {time.time() - job.started:.1f} s with {len(files)} data file(s) written")
-    latest = DeltaTable.forPath(spark, path).history(1).first()["version"]
-    for version in sorted({v for v, _ in commits(path)} - versions):
-        counts = region_counts(spark, path, run, version)
-        assert all(counts[r] == bronze[r] for r in counts), (version, counts, bronze)   # whole or absent
-    now = region_counts(spark, path, run)
-    assert now in ({}, bronze), now
-    on_disk = len(list(Path(path).rglob("*.parquet")))
-    live = len(spark.read.format("delta").load(path).inputFiles())
-    print(f"[cluster] after the kill: version {latest}, run {run} regions {sorted(now)}; "
-          f"{on_disk - live} data file(s) on disk not in the table")
-    summary = Submitted(cluster, lake, "score-rerun", "score", [*SCORE_SETTINGS, "--run-date", run]).ok()
-    assert summary["result"]["users"] == sum(bronze.values())
-    assert region_counts(spark, path, run) == bronze
-    scores = spark.read.format("delta").load(path).where(F.col("run_id") == run)
-    assert scores.select("user_id").distinct().count() == sum(bronze.values())
-    summary_rows = spark.read.format("delta").load(lake.table("gold/region_summary")).where(F.col("run_id") == run)
-    assert {r["region"]: r["users"] for r in summary_rows.collect()} == bronze
+def month_state(spark, path: str, run_id: str) -> list[tuple]:
+    """(region, rows, last scored_at) of one run in the scores table."""
+    rows = (spark.read.format("delta").load(path).where(F.col("run_id") == run_id).groupBy("region")
+            .agg(F.count("*").alias("n"), F.max("scored_at").alias("at")).collect())
+    return sorted((r["region"], r["n"], r["at"]) for r in rows)
 
 
 def assert_overlap(cluster, names: list[str]) -> list[tuple[float, float]]:
@@ -395,9 +376,7 @@ def test_two_scoring_runs_at_once_for_different_regions(cluster, lake, spark, mo
         Submitted(cluster, lake, "score-base", "score", [*SCORE_SETTINGS, "--run-date", RUN]).ok()
 
     def state():
-        df = spark.read.format("delta").load(path).where(F.col("run_id") == RUN)
-        return {r["region"]: (r["n"], r["at"]) for r in
-                df.groupBy("region").agg(F.count("*").alias("n"), F.max("scored_at").alias("at")).collect()}
+        return {region: (n, at) for region, n, at in month_state(spark, path, RUN)}
 
     before, v0 = state(), max(v for v, _ in commits(path))
     jobs = [Submitted(cluster, lake, f"score-only-{r}", "score",
@@ -418,37 +397,59 @@ def test_two_scoring_runs_at_once_for_different_regions(cluster, lake, spark, mo
     print(f"[cluster] concurrent region runs, application spans {spans}: commits {new}")
 
 
-def test_a_new_month_appends_and_time_travel_reads_the_previous_state(cluster, lake, spark, model):
+def test_next_month_scores_killed_mid_write_then_appended_beside_the_previous_month(
+        cluster, lake, spark, model, next_month):
+    """One commit writes the run's scores: killed while its files are written, the table keeps its
+    previous state and no version ever holds part of a region. The rerun completes the new month,
+    which appends: the previous month's scores stay as they were, and time travel (by version and
+    by timestamp) reads the table as it was before the month."""
     from delta.tables import DeltaTable
 
-    scores, users = lake.table("gold/scores"), lake.table("bronze/users")
-    bronze_run_before = region_counts(spark, lake.table("bronze/regions"), RUN)
-    if not Path(scores, "_delta_log").is_dir():
+    path = lake.table("gold/scores")
+    if not Path(path, "_delta_log").is_dir():           # test run alone: score the first month first
         Submitted(cluster, lake, "score-base-2", "score", [*SCORE_SETTINGS, "--run-date", RUN]).ok()
-    run_rows = spark.read.format("delta").load(scores).where(F.col("run_id") == RUN)
-    run_before = sorted((r["region"], r["n"], r["at"]) for r in run_rows.groupBy("region")
-                        .agg(F.count("*").alias("n"), F.max("scored_at").alias("at")).collect())
-    version_before = DeltaTable.forPath(spark, scores).history(1).first()["version"]
+    bronze = bronze_counts(spark, lake, NEXT)
+    assert bronze == REGIONS
+    run_before = month_state(spark, path, RUN)
+    version_before = DeltaTable.forPath(spark, path).history(1).first()["version"]
 
-    # a new month: ingest and score with the next run date
-    assert Submitted(cluster, lake, "ingest-next", "ingest", ["--run-date", NEXT]).ok()["run_id"] == NEXT
+    job = Submitted(cluster, lake, "score-driver-kill", "score", [*SCORE_SETTINGS, "--run-date", NEXT])
+    files = wait_for(lambda: list(Path(path).glob(f"run_id={NEXT}/region=*/*.parquet")),
+                     "score files of the run on disk", job, timeout=300, interval=0.05)
+    job.kill()
+    print(f"[cluster] driver killed at {time.time() - job.started:.1f} s with {len(files)} data file(s) written")
+    latest = DeltaTable.forPath(spark, path).history(1).first()["version"]
+    for version in range(version_before + 1, latest + 1):
+        counts = region_counts(spark, path, NEXT, version)
+        assert all(counts[r] == bronze[r] for r in counts), (version, counts, bronze)   # whole or absent
+    now = region_counts(spark, path, NEXT)
+    assert now in ({}, bronze), now
+    on_disk = len(list(Path(path).rglob("*.parquet")))
+    live = len(spark.read.format("delta").load(path).inputFiles())
+    print(f"[cluster] after the kill: version {latest}, run {NEXT} regions {sorted(now)}; "
+          f"{on_disk - live} data file(s) on disk not in the table")
+
     summary = Submitted(cluster, lake, "score-next", "score", [*SCORE_SETTINGS, "--run-date", NEXT]).ok()
     assert summary["run_id"] == NEXT and summary["result"]["bronze_run_id"] == NEXT
-    assert region_counts(spark, scores, NEXT) == REGIONS
-    run_rows = spark.read.format("delta").load(scores).where(F.col("run_id") == RUN)
-    assert sorted((r["region"], r["n"], r["at"]) for r in run_rows.groupBy("region")
-                  .agg(F.count("*").alias("n"), F.max("scored_at").alias("at")).collect()) == run_before
+    assert summary["result"]["users"] == sum(bronze.values())
+    assert region_counts(spark, path, NEXT) == bronze
+    scores = spark.read.format("delta").load(path).where(F.col("run_id") == NEXT)
+    assert scores.select("user_id").distinct().count() == sum(bronze.values())
+    summary_rows = spark.read.format("delta").load(lake.table("gold/region_summary")).where(F.col("run_id") == NEXT)
+    assert {r["region"]: r["users"] for r in summary_rows.collect()} == bronze
+    assert month_state(spark, path, RUN) == run_before                     # the previous month untouched
 
     # time travel: the table as it was before the new month
-    assert region_counts(spark, scores, NEXT, version_before) == {}
-    assert region_counts(spark, scores, RUN, version_before) == {r: n for r, n, _ in run_before}
-    hist = DeltaTable.forPath(spark, scores).history().where(F.col("version") == version_before).first()
+    assert region_counts(spark, path, NEXT, version_before) == {}
+    assert region_counts(spark, path, RUN, version_before) == {r: n for r, n, _ in run_before}
+    hist = DeltaTable.forPath(spark, path).history().where(F.col("version") == version_before).first()
     as_of = (spark.read.format("delta").option("timestampAsOf", hist["timestamp"].isoformat(sep=" "))
-             .load(scores).where(F.col("run_id") == NEXT).count())
+             .load(path).where(F.col("run_id") == NEXT).count())
     assert as_of == 0
 
     # both months stay in bronze, each complete
+    users = lake.table("bronze/users")
     per_run = {r["run_id"]: r["count"] for r in spark.read.format("delta").load(users).groupBy("run_id").count()
                .collect()}
     assert (per_run[RUN], per_run[NEXT]) == (N_TRAIN, N_TRAIN)
-    assert region_counts(spark, lake.table("bronze/regions"), RUN) == bronze_run_before
+    assert bronze_counts(spark, lake, RUN) == REGIONS

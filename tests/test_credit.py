@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import shlex
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from prospects import pipeline
 from prospects.core import tables
 from prospects.synthetic import generator as g
 from prospects.usecases import credit
+from tests.conftest import run_job
 
 
 @pytest.fixture(scope="module")
@@ -122,15 +122,6 @@ def makefile_risk_settings() -> list[str]:
     return [w for prev, w in zip(words, words[1:]) if prev == "--set"]
 
 
-def run_job(job, settings: list[str], summary_file: Path, *more: str) -> dict:
-    """A job's ``main`` as spark-submit calls it (on this session); exit 0 and its run summary's result."""
-    argv = ["--use-case", "credit", "--log-level", "WARNING", "--summary-file", str(summary_file), *more]
-    for setting in settings:
-        argv += ["--set", setting]
-    assert job.main(argv) == 0, summary_file.read_text()
-    return json.loads(summary_file.read_text())["result"]
-
-
 def test_credit_pipeline_end_to_end(spark, make_cfg, tmp_path):
     """labels (user base generated first) -> ingest, train, score for demand and for risk -> targets,
     on a tiny base with one fast model; the settings of the risk run are the Makefile's. The labels
@@ -149,7 +140,7 @@ def test_credit_pipeline_end_to_end(spark, make_cfg, tmp_path):
     assert demand_cfg.get("dataset.columns") == make_cfg("fiveg").get("dataset.columns")
 
     demand_settings = [*common, f"paths.raw={demand_cfg.path('raw')}", f"paths.lakehouse={demand_lh}"]
-    labels = run_job(labels_job, demand_settings, tmp_path / "labels.json", "--generate")
+    labels = run_job(labels_job, "credit", demand_settings, tmp_path / "labels.json", "--generate")
     assert labels["user_base"]["generated"] and labels["train_users"] == 3000
     raw = Path(demand_cfg.path("raw"))
     assert {"train_set.csv", "train_label.csv", "result_predict_A.csv", "oracle_probability",
@@ -168,7 +159,7 @@ def test_credit_pipeline_end_to_end(spark, make_cfg, tmp_path):
     risk_label = spark.read.format("delta").load(risk_cfg.table("bronze_users")).agg(F.avg("label")).first()[0]
     assert risk_label == pytest.approx(labels["risk_rate"], abs=1e-3)  # the risk run trained on the risk label
 
-    summary = run_job(targets_job, demand_settings, tmp_path / "targets.json")
+    summary = run_job(targets_job, "credit", demand_settings, tmp_path / "targets.json")
     targets, run = tables.read_run(spark, demand_cfg.table("credit_targets"), demand_cfg.run_id)
     assert run == "t1" and targets.count() > 0
     dmin, rmax = demand_cfg.get("credit.demand_min"), demand_cfg.get("credit.risk_max")

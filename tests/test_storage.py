@@ -17,12 +17,15 @@ import deltalake
 import pytest
 from pyspark.sql import functions as F
 
+from jobs import ab_analyze as ab_analyze_job
+from jobs import ab_assign as ab_assign_job
+from jobs import churn_insights as churn_insights_job
 from prospects import pipeline
 from prospects.core import storage, tables
 from prospects.core.config import join_path, load_config
 from prospects.synthetic import generator
-from prospects.usecases import abtest, churn, credit
-from tests.conftest import ROOT, tmp_settings
+from prospects.usecases import credit
+from tests.conftest import ROOT, run_job, tmp_settings
 from tests.hadoop import MiniHadoop
 from tests.s3 import S3Server
 
@@ -51,7 +54,10 @@ class Store:
         return "s3://" + path[len("s3a://"):] if path.startswith("s3a://") else path
 
 
-@pytest.fixture(scope="module", params=["hdfs", "s3"])
+STORES = [pytest.param(kind, marks=pytest.mark.xdist_group(kind)) for kind in ("hdfs", "s3")]   # a process each
+
+
+@pytest.fixture(scope="module", params=STORES)
 def store(request, spark, tmp_path_factory):
     base = tmp_path_factory.mktemp(request.param)
     if request.param == "hdfs":
@@ -122,17 +128,18 @@ def test_the_whole_pipeline_on_the_store(spark, store, tmp_path):
 def test_churn_ab_test_and_credit_on_the_store(spark, store, tmp_path):
     telco = join_path(store.root, "telco")
     storage.put(spark, str(TELCO), join_path(telco, "raw", "telco_customer_churn.csv"))
-    cfg = config(tmp_path, "telco_churn", [
-        f"paths.raw={telco}/raw", f"paths.lakehouse={telco}/lakehouse", "run.id=t1",
-        "train.model_types=[logistic_regression]",
-        "train.models.logistic_regression={regParam: [0.01], elasticNetParam: [0.0], maxIter: [100]}",
-        "abtest.simulated_retention={data_bonus: 0.62, contract_discount: 0.68, control: 0.55}"])
+    settings = [f"paths.raw={telco}/raw", f"paths.lakehouse={telco}/lakehouse", "run.id=t1",
+                "train.model_types=[logistic_regression]",
+                "train.models.logistic_regression={regParam: [0.01], elasticNetParam: [0.0], maxIter: [100]}",
+                "abtest.simulated_retention={data_bonus: 0.62, contract_discount: 0.68, control: 0.55}"]
+    cfg = config(tmp_path, "telco_churn", settings)
     pipeline.run(cfg, spark, ["ingest", "train"])
-    insights = churn.run_job(cfg, spark)
+    # the churn and A/B steps through their jobs' entry points, as spark-submit runs them
+    insights = run_job(churn_insights_job, "telco_churn", settings, tmp_path / "insights.json")
     assert insights["customers"] == 7043 and insights["figures"]
     assert_pngs(spark, insights["figures"])
-    abtest.run_assign(cfg, spark)
-    analysis = abtest.run_analyze(cfg, spark)
+    assert run_job(ab_assign_job, "telco_churn", settings, tmp_path / "assign.json")
+    analysis = run_job(ab_analyze_job, "telco_churn", settings, tmp_path / "analyze.json")
     assert analysis["arms"]
     for key in ("churn_scores", "churn_tiers", "churn_drivers", "churn_segments", "ab_assignments", "ab_results"):
         assert read_back(spark, store, cfg.table(key), "t1") > 0, key
