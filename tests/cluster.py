@@ -23,14 +23,9 @@ from pathlib import Path
 
 import psutil
 
+from prospects.core.jars import spark_home
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def spark_home() -> Path:
-    """The pyspark package directory (it holds bin/spark-class and the jars)."""
-    import pyspark
-
-    return Path(pyspark.__file__).resolve().parent
 
 
 def free_port() -> int:

@@ -18,6 +18,7 @@ import pytest
 
 from prospects import submit
 from prospects.core.errors import ConfigError
+from prospects.core.jars import artifact_of, spark_artifacts
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBMIT = str(ROOT / "spark-submit.sh")
@@ -55,6 +56,9 @@ def test_command_for_standalone_master_ships_library_conf_and_delta_jars():
     jars = _opt(cmd, "--jars").split(",")
     assert any(Path(j).name.startswith("io.delta_delta-spark_") for j in jars)
     assert all(Path(j).is_file() for j in jars)
+    # only what Spark lacks: no second Hadoop client (Delta's dependencies name 3.4.2), no Parquet
+    assert not [j for j in jars if "hadoop-client" in j or "parquet" in j], jars
+    assert not {artifact_of(Path(j).name) for j in jars} & spark_artifacts()
     files = {Path(f).name for f in _opt(cmd, "--files").split(",")}
     assert {"base.yml", "cluster.yml", "local.yml", "fiveg.yml"} <= files
     package = Path(_opt(cmd, "--py-files"))
@@ -83,6 +87,16 @@ def test_default_master_is_local_with_driver_memory_and_yarn_kubernetes_by_optio
                                       "--conf", "spark.kubernetes.container.image=repo/prospects:1", "score"]).cmd
     assert _opt(cmd, "--master") == "k8s://https://k8s.example:443"
     assert "spark.kubernetes.container.image=repo/prospects:1" in cmd
+
+
+def test_artifact_of_reads_spark_and_ivy_jar_names():
+    assert artifact_of("hadoop-client-api-3.5.0.jar") == "hadoop-client-api"
+    assert artifact_of("org.apache.hadoop_hadoop-client-api-3.4.2.jar") == "hadoop-client-api"
+    assert artifact_of("io.delta_delta-spark_4.2_2.13-4.4.0.jar") == "delta-spark_4.2_2.13"
+    assert artifact_of("spark-core_2.13-4.2.0.jar") == "spark-core_2.13"
+    assert artifact_of("com.github.luben_zstd-jni-1.5.7-3.jar") == "zstd-jni"
+    assert artifact_of("README.txt") is None
+    assert {"hadoop-client-api", "hadoop-client-runtime", "spark-core_2.13"} <= spark_artifacts()
 
 
 def test_s3a_paths_bring_the_s3a_jars_and_a_use_case_file_is_shipped(tmp_path):

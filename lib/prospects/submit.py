@@ -39,7 +39,7 @@ from pathlib import Path
 from prospects.cli import EXIT_FAILED, base_parser, config_from_args, configuration_failure
 from prospects.core.config import join_path
 from prospects.core.errors import ConfigError, DictionaryError
-from prospects.core.jars import session_jars
+from prospects.core.jars import session_jars, spark_home
 
 PASS_THROUGH = ("--deploy-mode", "--driver-memory", "--executor-memory", "--executor-cores",
                 "--num-executors", "--total-executor-cores", "--queue", "--name",
@@ -102,15 +102,6 @@ def build_zip(root: Path, out: Path) -> Path:
     launcher.write_text(LAUNCHER_CODE)
     launcher.replace(out.parent / LAUNCHER)
     return out
-
-
-def spark_home() -> Path:
-    """$SPARK_HOME, else the pyspark package beside this Python (pip's Spark distribution)."""
-    if os.environ.get("SPARK_HOME"):
-        return Path(os.environ["SPARK_HOME"])
-    import pyspark
-
-    return Path(pyspark.__file__).resolve().parent
 
 
 def find_spark_submit() -> str:

@@ -13,17 +13,24 @@ Sets of the product (conf ``spark.*``):
 
 ``python -m prospects.core.jars fetch`` (``make setup``) fetches both; the tests fetch their Hadoop
 minicluster the same way (``tests/hadoop.py``).
+
+Ivy also resolves what Delta's own dependencies pull in (Hadoop client 3.4.2, Parquet, Jackson,
+log4j, ...), which Spark already has: sessions get only the jars whose artifact Spark does not ship,
+so every JVM loads one Hadoop (PySpark's) and an executor fetches about 15 MB, not 90.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 MARKER = "resolved.txt"
+JAR_NAME = re.compile(r"^(?P<artifact>.+?)-\d[\w.\-]*\.jar$")
 
 
 def set_dir(jars_dir: str | Path, name: str) -> Path:
@@ -88,9 +95,33 @@ def uses_s3a(cfg) -> bool:
     return any(str(v or "").startswith("s3a://") for v in (cfg.get("paths") or {}).values())
 
 
+def artifact_of(file_name: str) -> str | None:
+    """The artifact id in a jar's file name: Spark's ``hadoop-client-api-3.5.0.jar`` and Ivy's
+    ``org.apache.hadoop_hadoop-client-api-3.4.2.jar`` both give ``hadoop-client-api``."""
+    if "_" in file_name.split("-", 1)[0]:           # Ivy's <organisation>_<artifact>-<version>.jar
+        file_name = file_name.split("_", 1)[1]
+    match = JAR_NAME.match(file_name)
+    return match.group("artifact") if match else None
+
+
+def spark_home() -> Path:
+    """$SPARK_HOME, else the pyspark package beside this Python (pip's Spark distribution)."""
+    if os.environ.get("SPARK_HOME"):
+        return Path(os.environ["SPARK_HOME"])
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+def spark_artifacts() -> set[str]:
+    """Artifacts of the jars Spark itself runs with (those of $SPARK_HOME, else of pyspark)."""
+    return {a for a in (artifact_of(p.name) for p in (spark_home() / "jars").glob("*.jar")) if a}
+
+
 def session_jars(cfg, root: str | Path = ".") -> list[str] | None:
     """The cached jars a session of ``cfg`` needs (Delta, and S3A when a path is ``s3a://``),
-    relative paths taken from ``root``; None when a needed set has not been fetched."""
+    relative paths taken from ``root``, without those Spark ships (module doc); None when a needed
+    set has not been fetched."""
     jars_dir = Path(root) / cfg.get("spark.jars_dir")
     sets = product_sets(cfg)
     wanted = ["delta"] + (["s3a"] if uses_s3a(cfg) else [])
@@ -100,7 +131,8 @@ def session_jars(cfg, root: str | Path = ".") -> list[str] | None:
         if not found:
             return None
         out += found
-    return out
+    provided = spark_artifacts()
+    return [jar for jar in out if artifact_of(Path(jar).name) not in provided]
 
 
 def main(argv: list[str] | None = None) -> int:
