@@ -16,7 +16,7 @@ minicluster the same way (``tests/hadoop.py``).
 
 Ivy also resolves what Delta's own dependencies pull in (Hadoop client 3.4.2, Parquet, Jackson,
 log4j, ...), which Spark already has: sessions get only the jars whose artifact Spark does not ship,
-so every JVM loads one Hadoop (PySpark's) and an executor fetches about 15 MB, not 90.
+so every JVM loads one Hadoop (PySpark's) and an executor fetches 12 jars of Delta's set, not 33.
 """
 
 from __future__ import annotations
