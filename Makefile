@@ -7,8 +7,7 @@ STAMP := $(VENV)/.installed
 JARS := .cache/jars/.fetched
 SIZES ?= 200000,1000000
 # test processes (pytest-xdist); each test module stays in one process, which keeps its fixtures.
-# The cluster suite runs its four clusters and stores (standalone, HDFS, S3, YARN; one
-# xdist_group each) in three processes.
+# The cluster suite has three modules (standalone cluster, stores, YARN): a process each.
 TEST_WORKERS ?= 2
 CLUSTER_WORKERS ?= 3
 ARGS ?=
@@ -49,7 +48,7 @@ test: setup
 
 # Real clusters and stores started by the tests on 127.0.0.1 (tests/cluster.py, tests/hadoop.py, tests/s3.py)
 test-cluster: setup
-	$(PY) -m pytest -q -n $(CLUSTER_WORKERS) --dist loadgroup -m cluster --durations=15 tests $(ARGS)
+	$(PY) -m pytest -q -n $(CLUSTER_WORKERS) --dist loadfile -m cluster --durations=15 tests $(ARGS)
 
 # ruff, the import rules of docs/architecture.md, no library function over 60 lines, no block of
 # six lines standing in two places

@@ -38,7 +38,7 @@ from prospects.synthetic import generator
 from tests.cluster import ROOT, StandaloneCluster, die_with_parent, free_port, tail
 from tests.conftest import TEST_SPARK
 
-pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("standalone")]   # one process starts the cluster
+pytestmark = pytest.mark.cluster
 
 SUBMIT = str(ROOT / "spark-submit.sh")
 REGIONS = {"A": 1500, "B": 1200, "C": 1000, "D": 800}

@@ -54,10 +54,7 @@ class Store:
         return "s3://" + path[len("s3a://"):] if path.startswith("s3a://") else path
 
 
-STORES = [pytest.param(kind, marks=pytest.mark.xdist_group(kind)) for kind in ("hdfs", "s3")]   # a process each
-
-
-@pytest.fixture(scope="module", params=STORES)
+@pytest.fixture(scope="module", params=["hdfs", "s3"])
 def store(request, spark, tmp_path_factory):
     base = tmp_path_factory.mktemp(request.param)
     if request.param == "hdfs":

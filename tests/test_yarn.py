@@ -25,7 +25,7 @@ from prospects.submit import spark_home
 from tests.cluster import ROOT
 from tests.hadoop import MiniHadoop
 
-pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("yarn")]   # one process starts the cluster
+pytestmark = pytest.mark.cluster
 
 SUBMIT = str(ROOT / "spark-submit.sh")
 RUN = "2026-11-01"
