@@ -50,6 +50,10 @@ TRAIN_SETTINGS = [
     "--set", "train.models.decision_tree={maxDepth: [4, 6], minInstancesPerNode: [1], maxBins: [32]}",
 ]
 SCORE_SETTINGS = ["--set", "score.figures=false"]
+# How long a run or an awaited event may take before the test calls it hung. A guard, not a speed
+# check: in CI three test processes share the two cores with the cluster's JVMs, and a run then
+# takes two to three times what it takes alone (a training's first model: 120 s alone, over 300 s).
+PATIENCE = 900.0
 LOST_EXECUTOR = re.compile(r"lost executor|executor lost|ExecutorLostFailure|removed executor|"
                            r"executor \S+ (has been )?removed|worker removed", re.I)
 
@@ -112,7 +116,7 @@ class Submitted:
             self.ended = time.time()
         return code
 
-    def wait(self, timeout: float = 420) -> int:
+    def wait(self, timeout: float = PATIENCE) -> int:
         try:
             code = self.proc.wait(timeout=timeout)
             self.poll()
@@ -135,7 +139,7 @@ class Submitted:
         for f in self._files:
             f.close()
 
-    def ok(self, timeout: float = 420) -> dict:
+    def ok(self, timeout: float = PATIENCE) -> dict:
         """Wait, check exit 0 and the run summary; return the summary."""
         code = self.wait(timeout)
         assert code == 0, f"exit {code}\n{self.describe()}"
@@ -147,7 +151,7 @@ class Submitted:
         return summary
 
 
-def wait_for(condition, what: str, job: Submitted, timeout: float = 240, interval: float = 0.2):
+def wait_for(condition, what: str, job: Submitted, timeout: float = PATIENCE, interval: float = 0.2):
     """Poll ``condition()`` until truthy; fail (with logs) on timeout or when ``job`` ends first."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -242,7 +246,7 @@ def test_cluster_runs_ingest_with_run_id(lake, spark):
 def kill_worker_mid_job(cluster, job, ready: str, delay: float) -> list[int]:
     """SIGKILL worker 1 and its executor once ``ready`` is in the job's log, ``delay`` s later."""
     wait_for(lambda: ready in job.log_text() and cluster.executors(1) and cluster.executors(2),
-             f"'{ready}' with an executor on each worker", job, timeout=300)
+             f"'{ready}' with an executor on each worker", job)
     time.sleep(delay)
     assert job.poll() is None, f"the job ended before the fault\n{job.describe()}"
     executor_pids = [p.pid for p in cluster.executors(1)]
@@ -301,7 +305,7 @@ def test_driver_killed_during_training_then_its_rerun_beside_another_training(cl
     run, other = "2026-10-02", "2026-10-03"
     before = saved_models(lake)
     job = Submitted(cluster, lake, "train-driver-kill", "train", [*TRAIN_SETTINGS, "--run-date", run])
-    new = wait_for(lambda: saved_models(lake) - before, "a model saved by the run", job, timeout=300, interval=0.1)
+    new = wait_for(lambda: saved_models(lake) - before, "a model saved by the run", job, interval=0.1)
     job.kill()
     print(f"[cluster] driver killed at {time.time() - job.started:.1f} s, saved: {sorted(new)}")
     assert not [r for r in registry_rows(spark, lake) if r["run_id"] == run]   # no row yet: none claims a model
@@ -322,8 +326,7 @@ def test_driver_killed_during_ingest_then_the_rerun_completes_it(cluster, lake, 
     users = lake.table("bronze/users")
     seen = {v for v, _ in commits(users)}
     job = Submitted(cluster, lake, "ingest-driver-kill", "ingest", ["--run-date", run])
-    wait_for(lambda: {v for v, _ in commits(users)} - seen, "a bronze table committed", job, timeout=300,
-             interval=0.05)
+    wait_for(lambda: {v for v, _ in commits(users)} - seen, "a bronze table committed", job, interval=0.05)
     job.kill()
     print(f"[cluster] ingest driver killed at {time.time() - job.started:.1f} s")
     reader = lake.config(run_date="2026-12-31")
@@ -415,7 +418,7 @@ def test_next_month_scores_killed_mid_write_then_appended_beside_the_previous_mo
 
     job = Submitted(cluster, lake, "score-driver-kill", "score", [*SCORE_SETTINGS, "--run-date", NEXT])
     files = wait_for(lambda: list(Path(path).glob(f"run_id={NEXT}/region=*/*.parquet")),
-                     "score files of the run on disk", job, timeout=300, interval=0.05)
+                     "score files of the run on disk", job, interval=0.05)
     job.kill()
     print(f"[cluster] driver killed at {time.time() - job.started:.1f} s with {len(files)} data file(s) written")
     latest = DeltaTable.forPath(spark, path).history(1).first()["version"]
