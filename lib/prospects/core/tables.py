@@ -9,11 +9,12 @@ different partitions do not conflict.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ def replace_partition(
         where: column -> value identifying the slice this write owns (e.g. run_id, region).
         partition_by: partition columns used when the table is created.
         schema_evolution: allow new columns (``mergeSchema``).
-        metrics: read the commit's operation metrics back (one more history read and Spark job,
-            about 0.2-0.3 s on a laptop: asked for only where the counts are used).
+        metrics: read the commit's operation metrics back (one more history read: asked for only
+            where the counts are used). The commit is found by a tag in its ``userMetadata``.
 
     Returns:
         with ``metrics``, Delta's operation metrics of the commit (numOutputRows, numFiles, ...);
@@ -65,8 +66,7 @@ def replace_partition(
         writer = writer.option("mergeSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.save(path)
-    return last_commit_metrics(df.sparkSession, path) if metrics else None
+    return save(df.sparkSession, writer, path, metrics)
 
 
 def write_run(df: DataFrame | None, cfg, key: str, *, sub_partitions: Sequence[str] = (),
@@ -97,8 +97,22 @@ def append(df: DataFrame, path: str, partition_by: list[str] | None = None, metr
     writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.save(path)
-    return last_commit_metrics(df.sparkSession, path) if metrics else None
+    return save(df.sparkSession, writer, path, metrics)
+
+
+def save(spark: SparkSession, writer: DataFrameWriter, path: str, metrics: bool) -> dict | None:
+    """Commit ``writer`` to ``path``; with ``metrics``, return the commit's operation metrics.
+
+    The commit carries a tag of its own as ``userMetadata`` and the metrics are read from the commit
+    with that tag: the latest commit may be another writer's (two runs writing their partitions of
+    one table at the same time).
+    """
+    if not metrics:
+        writer.save(path)
+        return None
+    tag = f"prospects-write-{uuid.uuid4().hex}"
+    writer.option("userMetadata", tag).save(path)
+    return commit_metrics(spark, path, tag)
 
 
 def upsert(df: DataFrame, path: str, keys: list[str], partition_by: list[str] | None = None) -> None:
@@ -115,9 +129,17 @@ def upsert(df: DataFrame, path: str, keys: list[str], partition_by: list[str] | 
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 
-def last_commit_metrics(spark: SparkSession, path: str) -> dict:
-    """Operation metrics of the latest commit of ``path`` (as ints where they are numbers)."""
-    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
+# Commits read back to find a tagged one: writers of other partitions that committed in between.
+HISTORY_WINDOW = 100
+
+
+def commit_metrics(spark: SparkSession, path: str, tag: str) -> dict:
+    """Operation metrics of the commit of ``path`` whose ``userMetadata`` is ``tag`` (as ints where
+    they are numbers), with its ``version``."""
+    row = (DeltaTable.forPath(spark, path).history(HISTORY_WINDOW).where(F.col("userMetadata") == tag)
+           .select("version", "operationMetrics").first())
+    if row is None:
+        raise RuntimeError(f"{path}: commit {tag} is not among the last {HISTORY_WINDOW} commits")
     metrics = {k: int(v) if str(v).isdigit() else v for k, v in (row["operationMetrics"] or {}).items()}
     metrics["version"] = row["version"]
     return metrics

@@ -1,0 +1,42 @@
+"""prospects.core.tables: per-run writes and the metrics of a write's own commit."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrameWriter
+from pyspark.sql import functions as F
+
+from prospects.core import tables
+
+
+def run_rows(spark, run_id: str, n: int):
+    return spark.range(n).withColumn("run_id", F.lit(run_id))
+
+
+def test_a_writes_metrics_are_its_own_commits_when_another_writer_commits_after_it(spark, tmp_path, monkeypatch):
+    path = str(tmp_path / "t")
+    tables.replace_partition(run_rows(spark, "a", 2), path, {"run_id": "a"}, ["run_id"])
+    real_save = DataFrameWriter.save
+    other: list[dict] = []
+    saves: list[int] = []
+
+    def save_then_another_commit(writer, *args, **kwargs):
+        real_save(writer, *args, **kwargs)
+        saves.append(1)
+        if len(saves) == 1:     # a second run's write lands between this commit and its metrics read
+            other.append(tables.replace_partition(run_rows(spark, "b", 5), path, {"run_id": "b"}, ["run_id"],
+                                                  metrics=True))
+
+    monkeypatch.setattr(DataFrameWriter, "save", save_then_another_commit)
+    mine = tables.replace_partition(run_rows(spark, "a", 3), path, {"run_id": "a"}, ["run_id"], metrics=True)
+    assert tables.rows_written(mine) == 3 and mine["version"] == 1
+    assert tables.rows_written(other[0]) == 5 and other[0]["version"] == 2
+    assert tables.table_version(spark, path) == 2
+    counts = {r["run_id"]: r["count"] for r in tables.read(spark, path).groupBy("run_id").count().collect()}
+    assert counts == {"a": 3, "b": 5}
+
+
+def test_an_appends_metrics_count_its_rows(spark, tmp_path):
+    path = str(tmp_path / "log")
+    assert tables.append(run_rows(spark, "a", 4), path)["numOutputRows"] == 4
+    second = tables.append(run_rows(spark, "b", 1), path)
+    assert tables.rows_written(second) == 1 and second["version"] == 1
