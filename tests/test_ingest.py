@@ -92,7 +92,11 @@ def test_each_kind_of_bad_row_is_quarantined_with_its_reason(spark, make_cfg, ra
     lab = {int(r.split(",")[0]): r for r in labels[1:]}
     lab[7] = "7,2"                     # label outside {0,1}
     del lab[8]                         # user without label
-    write(raw / "train_label.csv", [labels[0]] + list(lab.values()) + ["999999,1"])  # label without user
+    write(raw / "train_label.csv", [labels[0]] + list(lab.values()) + ["999999,1", lab[10]])  # no user; a copy
+    region_a, region_b = lines(raw / "result_predict_A.csv"), lines(raw / "result_predict_B.csv")
+    b_first = region_b[1].split(",")
+    # B's first user twice (one kept); A's first id on another user in B is no duplicate (keys are per region)
+    write(raw / "result_predict_B.csv", region_b + [region_b[1], ",".join([region_a[1].split(",")[0], *b_first[1:]])])
 
     cfg = make_cfg(overrides=["run.id=bad"])
     summary = ingest.run(cfg, spark)
@@ -108,6 +112,7 @@ def test_each_kind_of_bad_row_is_quarantined_with_its_reason(spark, make_cfg, ra
         ("labels", "1", "label_without_user"), ("labels", "2", "label_without_user"),
         ("labels", "3", "label_without_user"), ("labels", "4", "label_without_user"),
         ("labels", "5", "label_without_user"), ("labels", "9", "label_without_user"),
+        ("labels", "10", "duplicate_row"), ("region", b_first[0], "duplicate_row"),
     }
     assert q == expected
     details = {r["reason"]: r["detail"] for r in quarantine(spark, cfg).collect()}
@@ -122,6 +127,9 @@ def test_each_kind_of_bad_row_is_quarantined_with_its_reason(spark, make_cfg, ra
     train_file = next(f for f in summary["files"] if f.endswith("train_set.csv"))
     assert summary["files"][train_file] == {"read": 82, "accepted": 72, "quarantined": 10, "skipped_blank": 0,
                                             "skipped_header": 1}
+    regions = tables.read(spark, cfg.table("bronze_regions"))
+    shared_id = regions.where(F.col("user_id").cast("string") == region_a[1].split(",")[0])
+    assert regions.count() == 51 and sorted(r["region"] for r in shared_id.collect()) == ["A", "B"]
 
 
 def test_rerun_replaces_and_a_new_run_appends(spark, make_cfg, raw):

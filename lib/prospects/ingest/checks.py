@@ -6,6 +6,8 @@ keeps its reason here too; nothing is dropped.
 
 from __future__ import annotations
 
+import functools
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -15,17 +17,29 @@ USER_WITHOUT_LABEL = "user_without_label"
 LABEL_WITHOUT_USER = "label_without_user"
 
 
-def mark_duplicates(df: DataFrame, id_col: str, partition: list[str] | None = None) -> DataFrame:
-    """Duplicate ids among rows without a reason: exact copies keep one, conflicting rows keep none.
+def parts_with_duplicates(parts: dict[str, tuple[DataFrame, list[str]]]) -> set[str]:
+    """The names of the parts (rows, key columns) in which a key is on two rows without a reason.
 
-    First one aggregate (ids only) looks for any duplicate id; ``df`` itself is returned when there
-    is none, the usual case. Otherwise one window (one shuffle and sort of the rows) per id: the row
-    count and the smallest and largest line.
+    One Spark job for all the parts: a count per hash of the key. Equal keys have equal hashes, so no
+    duplicate is missed; two keys sharing a hash (odds about n^2 / 2^65) only send their part through
+    :func:`mark_duplicates`, which compares the keys themselves.
     """
-    keys = (partition or []) + [id_col]
     ok = F.col("reason").isNull()
-    if df.where(ok).groupBy(*keys).count().where(F.col("count") > 1).limit(1).count() == 0:
-        return df
+    hashed = [df.where(ok).select(F.lit(name).alias("_part"), F.xxhash64(*keys).alias("_key"))
+              for name, (df, keys) in parts.items()]
+    every = functools.reduce(DataFrame.unionByName, hashed)
+    found = every.groupBy("_part", "_key").count().where(F.col("count") > 1).select("_part").distinct().collect()
+    return {r["_part"] for r in found}
+
+
+def mark_duplicates(df: DataFrame, keys: list[str]) -> DataFrame:
+    """Duplicate keys among rows without a reason: exact copies keep one, conflicting rows keep none.
+
+    One window (one shuffle and sort of the rows) per key: the row count and the smallest and
+    largest line. Worth it only where :func:`parts_with_duplicates` found a duplicate.
+    """
+    id_col = keys[-1]
+    ok = F.col("reason").isNull()
     by_id = Window.partitionBy(*keys).orderBy("line", "source_file")
     whole = by_id.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     flagged = df.where(ok).select("*", F.count(F.lit(1)).over(whole).alias("_n"),

@@ -303,13 +303,13 @@ def check_rows(cfg: Config, inputs: list[Input], stats: dict[str, FileStats],
     d = cfg.columns
     by_kind = {i.source.key: i for i in inputs}
     rejected: list[DataFrame] = []
+    keys = {i.source.key: (["region"] if i.source.kind == "region" else []) + [d.id_column] for i in inputs}
+    duplicated = set() if d.surrogate_id else checks.parts_with_duplicates(
+        {k: (i.rows.where(F.col("_skip").isNull()), keys[k]) for k, i in by_kind.items()})
 
-    def records_of(inp: Input, partition: list[str] | None = None) -> DataFrame:
+    def records_of(inp: Input) -> DataFrame:
         df = inp.rows.where(F.col("_skip").isNull())
-        if d.surrogate_id:
-            return df
-        marked = checks.mark_duplicates(df, d.id_column, partition)
-        return df if marked is df else keep(marked)
+        return keep(checks.mark_duplicates(df, keys[inp.source.key])) if inp.source.key in duplicated else df
 
     def reject(inp: Input, df: DataFrame) -> None:
         rejected.append(quarantine_part(cfg, inp.source, df.where(F.col("reason").isNotNull())))
@@ -330,7 +330,7 @@ def check_rows(cfg: Config, inputs: list[Input], stats: dict[str, FileStats],
         reject(lab, no_user)
     regions = []
     for inp in (i for i in inputs if i.source.kind == "region"):
-        df = records_of(inp, ["region"])
+        df = records_of(inp)
         reject(inp, df)
         regions.append(df.where(F.col("reason").isNull()))
     quarantine = rejected[0]
