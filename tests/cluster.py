@@ -11,6 +11,7 @@ the given directory and are printed when something fails.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -144,10 +145,11 @@ class StandaloneCluster:
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict | None:
-        """The master's JSON state (workers, activeapps, completedapps), None when it does not answer."""
+        """The master's JSON state (workers, activeapps, completedapps), None when it does not answer
+        yet: no listener, an error status, or (while the master starts) an empty or cut body."""
         try:
             return http_json(f"{self.ui_url}/json")
-        except OSError:
+        except (OSError, ValueError, http.client.HTTPException):
             return None
 
     def alive_workers(self) -> list[dict]:
