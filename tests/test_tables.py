@@ -40,3 +40,13 @@ def test_an_appends_metrics_count_its_rows(spark, tmp_path):
     assert tables.append(run_rows(spark, "a", 4), path)["numOutputRows"] == 4
     second = tables.append(run_rows(spark, "b", 1), path)
     assert tables.rows_written(second) == 1 and second["version"] == 1
+
+
+def test_a_write_that_changes_nothing_commits_nothing_and_reports_no_rows(spark, tmp_path):
+    path = str(tmp_path / "q")
+    empty = run_rows(spark, "a", 0)
+    first = tables.replace_partition(empty, path, {"run_id": "a"}, ["run_id"], metrics=True)
+    assert first["version"] == 0 and tables.rows_written(first) == 0           # the table is created
+    again = tables.replace_partition(empty, path, {"run_id": "a"}, ["run_id"], metrics=True)
+    assert again == {"version": None} and tables.rows_written(again) == 0      # no file added or removed
+    assert tables.table_version(spark, path) == 0

@@ -135,11 +135,12 @@ HISTORY_WINDOW = 100
 
 def commit_metrics(spark: SparkSession, path: str, tag: str) -> dict:
     """Operation metrics of the commit of ``path`` whose ``userMetadata`` is ``tag`` (as ints where
-    they are numbers), with its ``version``."""
+    they are numbers), with its ``version``; ``{"version": None}`` (no rows) when no commit has the
+    tag: Delta commits nothing for a write that adds and removes no file (no rows replacing none)."""
     row = (DeltaTable.forPath(spark, path).history(HISTORY_WINDOW).where(F.col("userMetadata") == tag)
            .select("version", "operationMetrics").first())
     if row is None:
-        raise RuntimeError(f"{path}: commit {tag} is not among the last {HISTORY_WINDOW} commits")
+        return {"version": None}
     metrics = {k: int(v) if str(v).isdigit() else v for k, v in (row["operationMetrics"] or {}).items()}
     metrics["version"] = row["version"]
     return metrics
