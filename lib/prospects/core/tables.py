@@ -129,21 +129,27 @@ def upsert(df: DataFrame, path: str, keys: list[str], partition_by: list[str] | 
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 
-# Commits read back to find a tagged one: writers of other partitions that committed in between.
-HISTORY_WINDOW = 100
+# How many of the latest commits are read to find a tagged one, widening while it is not found: the
+# latest commit is the write's own unless another run committed to the table in between (each
+# commit read is one file of the log, a request on an object store).
+HISTORY_WINDOWS = (1, 10, 100)
 
 
 def commit_metrics(spark: SparkSession, path: str, tag: str) -> dict:
     """Operation metrics of the commit of ``path`` whose ``userMetadata`` is ``tag`` (as ints where
     they are numbers), with its ``version``; ``{"version": None}`` (no rows) when no commit has the
     tag: Delta commits nothing for a write that adds and removes no file (no rows replacing none)."""
-    row = (DeltaTable.forPath(spark, path).history(HISTORY_WINDOW).where(F.col("userMetadata") == tag)
-           .select("version", "operationMetrics").first())
-    if row is None:
-        return {"version": None}
-    metrics = {k: int(v) if str(v).isdigit() else v for k, v in (row["operationMetrics"] or {}).items()}
-    metrics["version"] = row["version"]
-    return metrics
+    for window in HISTORY_WINDOWS:
+        history = DeltaTable.forPath(spark, path).history(window).select("version", "operationMetrics",
+                                                                          "userMetadata").collect()
+        row = next((r for r in history if r["userMetadata"] == tag), None)
+        if row is not None:
+            metrics = {k: int(v) if str(v).isdigit() else v for k, v in (row["operationMetrics"] or {}).items()}
+            metrics["version"] = row["version"]
+            return metrics
+        if len(history) < window:       # the whole log was read
+            break
+    return {"version": None}
 
 
 def rows_written(metrics: dict) -> int:
