@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.cluster import ROOT, ClusterError, die_with_parent, free_port, kill_tree, tail
+from tests.cluster import ROOT, START_PATIENCE, ClusterError, die_with_parent, free_port, kill_tree, tail
 
 PACKAGES = ",".join([
     "org.apache.hadoop:hadoop-client-minicluster:3.5.0",
@@ -78,7 +78,7 @@ class MiniHadoop:
         log: the JVM's output.
     """
 
-    def __init__(self, base: Path, yarn: bool = False, start_timeout: float = 180.0):
+    def __init__(self, base: Path, yarn: bool = False, start_timeout: float = START_PATIENCE):
         self.base = Path(base)
         self.yarn = yarn
         self.conf_dir = self.base / "conf"

@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.cluster import ClusterError, die_with_parent, free_port, kill_tree, tail
+from tests.cluster import START_PATIENCE, ClusterError, die_with_parent, free_port, kill_tree, tail
 
 # moto takes any key pair; the tests' processes get these (conftest.py), as a real job gets its own
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "prospects-test", "AWS_SECRET_ACCESS_KEY": "prospects-test-secret",
@@ -36,7 +36,7 @@ class S3Server:
         log: the server's output.
     """
 
-    def __init__(self, base: Path, start_timeout: float = 60.0):
+    def __init__(self, base: Path, start_timeout: float = START_PATIENCE):
         self.base = Path(base)
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"

@@ -35,7 +35,7 @@ from prospects.core import runlog
 from prospects.core.config import load_config
 from prospects.ml import train
 from prospects.synthetic import generator
-from tests.cluster import ROOT, StandaloneCluster, die_with_parent, free_port, tail
+from tests.cluster import PATIENCE, ROOT, StandaloneCluster, die_with_parent, free_port, tail
 from tests.conftest import TEST_SPARK
 
 pytestmark = pytest.mark.cluster
@@ -50,10 +50,6 @@ TRAIN_SETTINGS = [
     "--set", "train.models.decision_tree={maxDepth: [4, 6], minInstancesPerNode: [1], maxBins: [32]}",
 ]
 SCORE_SETTINGS = ["--set", "score.figures=false"]
-# How long a run or an awaited event may take before the test calls it hung. A guard, not a speed
-# check: in CI three test processes share the two cores with the cluster's JVMs, and a run then
-# takes two to three times what it takes alone (a training's first model: 120 s alone, over 300 s).
-PATIENCE = 900.0
 LOST_EXECUTOR = re.compile(r"lost executor|executor lost|ExecutorLostFailure|removed executor|"
                            r"executor \S+ (has been )?removed|worker removed", re.I)
 

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from prospects.core import storage, tables
 from prospects.core.config import join_path, load_config
 from prospects.submit import spark_home
-from tests.cluster import ROOT
+from tests.cluster import PATIENCE, ROOT
 from tests.hadoop import MiniHadoop
 
 pytestmark = pytest.mark.cluster
@@ -42,7 +42,7 @@ def yarn(tmp_path_factory):
         yield hadoop
 
 
-def submit(yarn, deploy_mode: str, job: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def submit(yarn, deploy_mode: str, job: str, *args: str, timeout: float = PATIENCE) -> subprocess.CompletedProcess:
     """``./spark-submit.sh --master yarn --deploy-mode <mode> <job> <args>`` against the minicluster."""
     python = sys.executable
     cmd = [SUBMIT, "--master", "yarn", "--deploy-mode", deploy_mode, "--driver-memory", "1g",
