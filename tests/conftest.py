@@ -58,8 +58,47 @@ def run_job(job, use_case: str, settings: list[str], summary_file: Path, *more: 
     argv = ["--use-case", use_case, "--log-level", "WARNING", "--summary-file", str(summary_file), *more]
     for setting in settings:
         argv += ["--set", setting]
-    assert job.main(argv) == 0, summary_file.read_text() if summary_file.is_file() else argv
+    code = job.main(argv)
+    restore_test_conf()
+    assert code == 0, summary_file.read_text() if summary_file.is_file() else argv
     return json.loads(summary_file.read_text())["result"]
+
+
+_TEST_CONF: dict[str, str] = {}   # the tests' session's runtime conf as built (the spark fixture)
+
+
+def restore_test_conf() -> None:
+    """Put the tests' session back on its own runtime conf. A job run in this process applies its
+    ``spark.conf`` (conf/local.yml's shuffle partitions, for one) to the shared session, through
+    build_session's getOrCreate; later tests must not run on it."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    if spark is None or not _TEST_CONF:
+        return
+    now = spark.conf.getAll
+    for key in now.keys() - _TEST_CONF.keys():
+        _change_conf(spark.conf.unset, key)
+    for key, value in _TEST_CONF.items():
+        if now.get(key) != value:
+            _change_conf(spark.conf.set, key, value)
+
+
+def _change_conf(change, *args: str) -> None:
+    from pyspark.errors import AnalysisException
+
+    try:
+        change(*args)
+    except AnalysisException as e:   # a core setting (driver memory): fixed for the session's life anyway
+        if e.getCondition() != "CANNOT_MODIFY_CONFIG":
+            raise
+
+
+@pytest.fixture(autouse=True)
+def _test_conf():
+    restore_test_conf()   # after a module fixture that ran a job
+    yield
+    restore_test_conf()
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +107,7 @@ def spark():
 
     cfg = load_config(extra={"spark": {**TEST_SPARK, "s3a_jars": "always"}})   # the S3 tests share the session
     session = build_session(cfg, app_name="prospects-tests")
+    _TEST_CONF.update(session.conf.getAll)
     yield session
     session.stop()
 

@@ -15,7 +15,7 @@ from prospects import pipeline
 from prospects.core import tables
 from prospects.synthetic import generator as g
 from prospects.usecases import credit
-from tests.conftest import run_job
+from tests.conftest import TEST_SPARK, run_job
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +142,8 @@ def test_credit_pipeline_end_to_end(spark, make_cfg, tmp_path):
     demand_settings = [*common, f"paths.raw={demand_cfg.path('raw')}", f"paths.lakehouse={demand_lh}"]
     labels = run_job(labels_job, "credit", demand_settings, tmp_path / "labels.json", "--generate")
     assert labels["user_base"]["generated"] and labels["train_users"] == 3000
+    # the job's own spark.conf (conf/local.yml) did not stay on the tests' session
+    assert spark.conf.get("spark.sql.shuffle.partitions") == str(TEST_SPARK["conf"]["spark.sql.shuffle.partitions"])
     raw = Path(demand_cfg.path("raw"))
     assert {"train_set.csv", "train_label.csv", "result_predict_A.csv", "oracle_probability",
             "credit_demand_label.csv", "credit_demand_oracle", "credit_risk_oracle"} <= {p.name for p in raw.iterdir()}

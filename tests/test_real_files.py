@@ -2,16 +2,12 @@
 
 ``tests/usecases/telco_delivery.yml`` is the whole use case: header names with spaces and brackets,
 no id column, labels Yes/No, and a fifth of the customers held out in a second, labelled file.
-Ingest, profile, train, score and evaluate run from the command line on it; the hold-out is
+Ingest, profile, train, score and evaluate run through the pipeline's entry point on it; the hold-out is
 scored like any region and measured on its labels. The draft-dictionary command is tried on the
 same files.
 """
 
 from __future__ import annotations
-
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -19,10 +15,11 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
+from jobs import pipeline as pipeline_job
 from prospects.core import tables
 from prospects.core.config import load_config
 from prospects.ingest import stage as ingest
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_job
 
 SHARED = ROOT.parent / "shared" / "data" / "telco_churn" / "telco_customer_churn.csv"
 USE_CASE = ROOT / "tests" / "usecases" / "telco_delivery.yml"
@@ -46,22 +43,12 @@ def delivery(tmp_path_factory):
     return raw, df[~hold].reset_index(drop=True), df[hold].reset_index(drop=True)
 
 
-def run_job(module: str, *args: str, timeout: int = 900) -> tuple[int, dict, str]:
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RUN_SUMMARY ")), "RUN_SUMMARY {}")
-    return proc.returncode, json.loads(line[len("RUN_SUMMARY "):]), proc.stderr
-
-
 def test_pipeline_from_ingest_to_evaluate_on_the_delivered_files(spark, delivery, tmp_path):
     raw, train, holdout = delivery
     lake = tmp_path / "lakehouse"
-    code, summary, err = run_job(
-        "jobs.pipeline", "--use-case", str(USE_CASE), "--run-id", "2026-11-01",
-        "--stages", "ingest,profile,train,score,evaluate", "--set", f"paths.raw={raw}",
-        "--set", f"paths.lakehouse={lake}", "--set", "spark.conf.spark.ui.enabled=false")
-    assert code == 0, err[-4000:]
-    result = summary["result"]
+    result = run_job(pipeline_job, str(USE_CASE), [f"paths.raw={raw}", f"paths.lakehouse={lake}"],
+                     tmp_path / "summary.json", "--run-id", "2026-11-01",
+                     "--stages", "ingest,profile,train,score,evaluate")
     assert result["ingest"]["users"] + result["ingest"]["rows_quarantined"] == len(train)
     assert result["ingest"]["region_users"] == len(holdout) and result["ingest"]["labelled_regions"] == ["holdout"]
     cfg = load_config(use_case=str(USE_CASE), overrides=[f"paths.raw={raw}", f"paths.lakehouse={lake}",
