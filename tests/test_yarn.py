@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from prospects.core import storage, tables
 from prospects.core.config import join_path, load_config
-from prospects.submit import spark_home
+from prospects.core.jars import spark_home
 from tests.cluster import PATIENCE, ROOT
 from tests.hadoop import MiniHadoop
 
