@@ -23,6 +23,7 @@ from jobs import churn_insights as churn_insights_job
 from prospects import pipeline
 from prospects.core import storage, tables
 from prospects.core.config import join_path, load_config
+from prospects.core.session import PRODUCT_CONF
 from prospects.synthetic import generator
 from prospects.usecases import credit
 from tests.conftest import ROOT, run_job, tmp_settings
@@ -89,6 +90,10 @@ def assert_pngs(spark, paths: list[str]) -> None:
 
 def test_the_whole_pipeline_on_the_store(spark, store, tmp_path):
     cfg = config(tmp_path, "fiveg", [*SMALL, *store.lake("fiveg"), "run.id=2026-11-01"])
+    if store.kind == "hdfs":   # the HDFS client settings every product session sets are the ones tried here
+        hadoop = spark._jsc.hadoopConfiguration()  # noqa: SLF001 - the session's own Hadoop configuration
+        dfs = {k[len("spark.hadoop."):]: str(v) for k, v in PRODUCT_CONF.items() if ".dfs." in k}
+        assert len(dfs) == 2 and all(hadoop.get(k) == v for k, v in dfs.items()), dfs
     generated = generator.generate(cfg, spark)
     assert generated["files"] and storage.exists(spark, join_path(cfg.path("raw"), "train_set.csv"))
     result = pipeline.run(cfg, spark, ["ingest", "profile", "train", "score", "report"])

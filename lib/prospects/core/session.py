@@ -33,8 +33,8 @@ DELTA_CONF = {
 # HDFS: a file's close waits until the namenode has heard of its last block from a datanode; the
 # client asks again after 400 ms, doubling, by default, and about half of the closes of a small file
 # need one retry. Every Delta commit closes several files, so the first retry comes after 50 ms, and
-# 8 retries instead of 5 keep Hadoop's total patience (12.75 s against 12.4 s). Other file systems
-# ignore both settings.
+# 8 retries instead of 5 keep Hadoop's total patience (50 ms doubled 8 times sums to 400 ms doubled
+# 5 times, about 12 s). Other file systems ignore both settings.
 PRODUCT_CONF = {
     "spark.sql.codegen.hugeMethodLimit": 8000,
     "spark.hadoop.dfs.client.block.write.locateFollowingBlock.initial.delay.ms": 50,
