@@ -4,8 +4,12 @@ Run the product side with the event log on, then read it against the stage windo
 stored in ``results.json``::
 
     python -m bench --sizes 20000 --product-only --key probe --out /tmp/probe \\
-        --set spark.conf.spark.eventLog.enabled=true --set spark.conf.spark.eventLog.dir=/tmp/evlog
-    python -m bench.eventlog /tmp/evlog/<application id> --results /tmp/probe/results.json --key probe
+        --set spark.conf.spark.eventLog.enabled=true --set spark.conf.spark.eventLog.dir=/tmp/evlog \\
+        --set spark.conf.spark.eventLog.compress=false
+    python -m bench.eventlog /tmp/evlog/eventlog_v2_<application id>/events_1_<application id> \\
+        --results /tmp/probe/results.json --key probe
+
+(Spark writes the log compressed by default: ``zstd -d`` turns such a file into one this reads.)
 
 Per stage window: Spark jobs, tasks, seconds with some job running ("busy") and with none ("idle":
 planning, Delta log reads and commits, driver-side Python, figures), then the call sites that
@@ -19,6 +23,8 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+COMPRESSED = (".zstd", ".lz4", ".lzf", ".snappy")     # Spark's event log codecs
 
 
 @dataclass
@@ -50,6 +56,9 @@ class Window:
 
 def read_jobs(path: str) -> list[Job]:
     """Every job of an event log, with its span, the tasks of the stages it ran and its call site."""
+    if path.endswith(COMPRESSED):
+        raise SystemExit(f"{path} is compressed: decompress it first (zstd -d), or run with "
+                         "--set spark.conf.spark.eventLog.compress=false")
     jobs: dict[int, Job] = {}
     stages_of: dict[int, list[int]] = {}
     ran: dict[int, int] = {}            # stage -> tasks, for the stages that ran (not skipped)

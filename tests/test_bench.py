@@ -200,6 +200,10 @@ def test_event_log_attributes_jobs_tasks_and_idle_time_to_stage_windows(tmp_path
         "collect at stage.py:1", "(stage) save at X.java:0", "Delta: Filtering files for query"]
     table = eventlog.report([first, second], top=3)
     assert "| ingest | 9.5 | 2 | 6 | 3.0 | 6.5 |" in table
+    compressed = tmp_path / "events_1_local-1.zstd"     # Spark's default: a clear error, not a decode error
+    compressed.write_bytes(b"\x28\xb5\x2f\xfd")
+    with pytest.raises(SystemExit, match="compressed: decompress it first"):
+        eventlog.read_jobs(str(compressed))
     windows = product_run[2]["windows"]               # the profile is skipped in this fixture
     assert list(windows) == ["ingest", "train", "score"]
     assert all(start < end for start, end in windows.values())
