@@ -178,6 +178,19 @@ def test_a_saved_reference_gives_the_same_psi_as_the_training_users(spark, tmp_p
     assert drift.Reference.load(spark, str(tmp_path / "nothing.json")) is None
 
 
+def test_feature_bins_are_approx_quantile_deciles_or_values(spark):
+    rows = [(float(i % 500), i % 3, "m" if i % 2 else None) for i in range(3000)]
+    rows += [(float("nan"), 1, "f"), (None, None, "f")] * 50
+    df = spark.createDataFrame(rows, "x double, k int, s string")
+    bins = drift.feature_bins(df, ["x", "k", "s"], 10, 5)
+    # the edges approxQuantile gives (it ignores NaN and nulls), duplicates removed, in order
+    edges = sorted(set(df.approxQuantile("x", [i / 10 for i in range(1, 10)], 0.001)))
+    assert bins["x"] == {"kind": "numeric", "edges": edges} and len(edges) == 9
+    assert bins["k"] == bins["s"] == {"kind": "categorical"}      # 3 values <= 5; text
+    assert list(bins) == ["x", "k", "s"]
+    assert drift.feature_bins(df.select("s"), ["s"]) == {"s": {"kind": "categorical"}}
+
+
 def test_bin_counts_match_a_count_by_hand(spark):
     rows = [("A", 1.0, "m"), ("A", 2.5, None), ("A", None, "f"), ("B", 7.0, "m"), ("B", 2.0, "m"), ("B", None, None)]
     df = spark.createDataFrame(rows, "region string, x double, s string")

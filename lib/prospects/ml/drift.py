@@ -24,6 +24,7 @@ from prospects.core.config import Config, join_path
 MISSING = "missing"
 PSI_EPS = 1e-4
 REFERENCE_FILE = "drift_reference.json"
+QUANTILE_ACCURACY = 1000      # percentile_approx accuracy: relative error 1 / 1000
 
 
 def as_text(col: Column) -> Column:
@@ -33,29 +34,33 @@ def as_text(col: Column) -> Column:
                   F.floor(num).cast("long").cast("string")).otherwise(col.cast("string"))
 
 
+def _no_nan(col: str) -> Column:
+    """A numeric column as double with NaN as null (left out of quantiles, as approxQuantile does)."""
+    return F.nanvl(F.col(col).cast("double"), F.lit(None).cast("double"))
+
+
 def feature_bins(train: DataFrame, features: Sequence[str], bins: int = 10,
                  max_categories: int = 10) -> dict[str, dict]:
-    """Bin definitions learnt on the training users.
+    """Bin definitions learnt on the training users, in one aggregation.
 
-    A string column, or a numeric column with at most ``max_categories`` distinct values, is
-    categorical (binned by value); other numeric columns get the edges of ``bins`` quantile bins
-    (approxQuantile, duplicates removed). Nulls are their own bin everywhere.
+    A string column, or a numeric column with at most ``max_categories`` distinct values
+    (approx_count_distinct), is categorical (binned by value); other numeric columns get the edges
+    of ``bins`` quantile bins (percentile_approx with relative error 0.001, duplicates removed;
+    NaN ignored as approxQuantile does). Nulls are their own bin everywhere.
 
     Returns:
         feature -> ``{"kind": "categorical"}`` or ``{"kind": "numeric", "edges": [...]}``.
     """
     types = dict(train.dtypes)
     numeric = [c for c in features if types[c] != "string"]
-    distinct = train.agg(*[F.approx_count_distinct(c).alias(c) for c in numeric]).first().asDict() if numeric else {}
-    out: dict[str, dict] = {}
-    quantile_cols = [c for c in numeric if distinct[c] > max_categories]
     probs = [i / bins for i in range(1, bins)]
-    edges = train.approxQuantile(quantile_cols, probs, 0.001) if quantile_cols else []
-    for c in features:
-        if c in quantile_cols:
-            out[c] = {"kind": "numeric", "edges": sorted(set(edges[quantile_cols.index(c)]))}
-        else:
-            out[c] = {"kind": "categorical"}
+    row = train.agg(*[F.approx_count_distinct(c).alias(f"d{i}") for i, c in enumerate(numeric)],
+                    *[F.percentile_approx(_no_nan(c), probs, QUANTILE_ACCURACY).alias(f"q{i}")
+                      for i, c in enumerate(numeric)]).first() if numeric else None
+    out: dict[str, dict] = {c: {"kind": "categorical"} for c in features}
+    for i, c in enumerate(numeric):
+        if row[f"d{i}"] > max_categories:
+            out[c] = {"kind": "numeric", "edges": sorted(set(row[f"q{i}"] or []))}
     return out
 
 
