@@ -17,7 +17,7 @@ help:
 	@echo "make demo   - set up if needed, generate a user base, run every stage on local Spark + Delta"
 	@echo "make test   - set up if needed, run the test suite (without the cluster and storage tests)"
 	@echo "make test-cluster - the tests on real clusters and stores: Spark standalone, HDFS, YARN, S3"
-	@echo "make setup  - virtual environment, pinned packages, Delta jars (once; offline afterwards)"
+	@echo "make setup  - virtual environment, pinned packages, Delta jars, the JVM class archive (once; offline afterwards)"
 	@echo "make bench SIZES=200000,1000000 - benchmark against the pandas/scikit-learn reference"
 	@echo "make churn  - churn use case on the IBM Telco sample: ingest, profile, train, insights, A/B test"
 	@echo "make credit - credit-card use case: labels, demand and risk models, per-region target list"
@@ -38,7 +38,9 @@ $(JARS): $(STAMP) conf/base.yml tests/hadoop.py
 	$(PY) -m tests.hadoop fetch
 	touch $(JARS)
 
+# the JVM's class-data archive (prospects.core.class_archive): built once, at once when it exists
 setup: $(STAMP) $(JARS)
+	$(PY) -m prospects.core.class_archive build
 
 demo: setup
 	$(PY) -m jobs.pipeline --generate $(ARGS)

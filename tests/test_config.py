@@ -262,3 +262,74 @@ def test_the_run_date_is_fixed_when_the_configuration_loads(monkeypatch):
     monkeypatch.setattr(config_module.dt, "datetime", Clock)
     cfg = load_config()
     assert cfg.run_id == cfg.run_id == "2026-12-31" and cfg.get("run.date") == "2026-12-31"
+
+
+def test_the_class_archive_is_named_by_what_made_it_and_off_when_conf_says_so(conf_dir, tmp_path):
+    from prospects.core import class_archive
+    from prospects.core.session import with_class_archive
+
+    cfg = load_config(conf_dir=conf_dir)
+    path = class_archive.archive_file(cfg, tmp_path)
+    assert path.parent == tmp_path / ".cache" / "cds" and path.suffix == ".jsa"
+    other_delta = load_config(conf_dir=conf_dir, overrides=["spark.delta_package=io.delta:delta-spark_4.2_2.13:9.9.9"])
+    assert class_archive.archive_file(other_delta, tmp_path) != path
+    assert class_archive.archive_file(load_config(conf_dir=conf_dir, overrides=["spark.class_archive=null"]),
+                                      tmp_path) is None
+    settings = {"spark.driver.extraJavaOptions": "-Dderby.system.home=.cache/derby"}
+    assert class_archive.java_option(cfg, tmp_path) is None                 # not built: nothing added
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"archive")
+    assert class_archive.java_option(cfg, tmp_path) == f"-XX:SharedArchiveFile={path}"
+    assert conf_dir.parent == tmp_path                                    # sessions look beside the conf
+    merged = with_class_archive(cfg, settings)
+    assert merged["spark.driver.extraJavaOptions"] == f"-Dderby.system.home=.cache/derby -XX:SharedArchiveFile={path}"
+
+
+@pytest.mark.parametrize("writes, exit_code", [(False, 0), (True, 1), (False, 1)])
+def test_a_class_archive_is_kept_only_when_its_jvm_wrote_it_whole(conf_dir, tmp_path, monkeypatch, writes, exit_code):
+    # a half-written archive would stop every later JVM from starting: it must never get the final name
+    import subprocess
+
+    from prospects.core import class_archive
+
+    cfg = load_config(conf_dir=conf_dir)
+
+    def dump(cmd, **_):
+        if writes:
+            Path(cmd[4]).write_bytes(b"partial")
+        return subprocess.CompletedProcess(cmd, exit_code)
+
+    monkeypatch.setattr(class_archive.subprocess, "run", dump)
+    path = class_archive.archive_file(cfg, tmp_path)
+    with pytest.raises(RuntimeError, match=f"no class archive written .*{path.stem}.log"):
+        class_archive.build(cfg, tmp_path)
+    assert [p.name for p in path.parent.iterdir()] == [f"{path.stem}.log"]   # no archive, no partial file
+
+
+def test_a_written_class_archive_gets_its_name(conf_dir, tmp_path, monkeypatch):
+    import subprocess
+
+    from prospects.core import class_archive
+
+    cfg = load_config(conf_dir=conf_dir)
+    calls = []
+
+    def dump(cmd, **_):
+        calls.append(cmd)
+        Path(cmd[4]).write_bytes(b"whole")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(class_archive.subprocess, "run", dump)
+    path = class_archive.build(cfg, tmp_path)
+    assert path.read_bytes() == b"whole" and path == class_archive.archive_file(cfg, tmp_path)
+    assert class_archive.build(cfg, tmp_path) == path and len(calls) == 1      # built once
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads the JVM's memory map (Linux)")
+def test_the_sessions_jvm_maps_the_class_archive_of_setup(spark):
+    from prospects.core import class_archive
+
+    path = class_archive.archive_file(load_config(), CONF.parent)
+    assert path.is_file(), f"no class archive at {path}: `make setup` builds it"
+    pid = spark._jvm.java.lang.ProcessHandle.current().pid()   # noqa: SLF001
+    assert str(path.resolve()) in Path(f"/proc/{pid}/maps").read_text()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from prospects import submit
+from prospects.core.config import load_config
 from prospects.core.errors import ConfigError
 from prospects.core.jars import artifact_of, spark_artifacts
 
@@ -87,6 +88,18 @@ def test_default_master_is_local_with_driver_memory_and_yarn_kubernetes_by_optio
                                       "--conf", "spark.kubernetes.container.image=repo/prospects:1", "score"]).cmd
     assert _opt(cmd, "--master") == "k8s://https://k8s.example:443"
     assert "spark.kubernetes.container.image=repo/prospects:1" in cmd
+
+
+def test_a_driver_started_here_maps_the_class_archive_and_one_on_the_cluster_does_not():
+    from prospects.core import class_archive
+
+    archive = class_archive.archive_file(load_config(), ROOT)
+    assert archive.is_file(), f"no class archive at {archive}: `make setup` builds it"
+    for argv in (["ingest"], ["--master", "yarn", "train"], ["--master", "spark://h:7077", "score"]):
+        confs = dict(c.split("=", 1) for c in submit.build_command(ROOT, argv).cmd if c.startswith("spark."))
+        assert f"-XX:SharedArchiveFile={archive.absolute()}" in confs["spark.driver.extraJavaOptions"], argv
+    cmd = submit.build_command(ROOT, ["--master", "yarn", "--deploy-mode", "cluster", "train"]).cmd
+    assert not [c for c in cmd if "SharedArchiveFile" in c]
 
 
 def test_artifact_of_reads_spark_and_ivy_jar_names():

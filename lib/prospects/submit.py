@@ -40,6 +40,7 @@ from prospects.cli import EXIT_FAILED, base_parser, config_from_args, configurat
 from prospects.core.config import join_path
 from prospects.core.errors import ConfigError, DictionaryError
 from prospects.core.jars import session_jars, spark_home
+from prospects.core.session import with_class_archive
 
 PASS_THROUGH = ("--deploy-mode", "--driver-memory", "--executor-memory", "--executor-cores",
                 "--num-executors", "--total-executor-cores", "--queue", "--name",
@@ -183,6 +184,8 @@ def build_command(root: Path, argv: list[str]) -> Submission:
              **dict(kv.split("=", 1) for kv in args.spark_conf)}
     if master == "yarn":
         confs.setdefault("spark.yarn.maxAppAttempts", "1")
+    if deploy_mode == "client":      # the driver's JVM starts here, from this Spark
+        confs = with_class_archive(cfg, confs)
     cmd = [find_spark_submit(), "--master", master, "--deploy-mode", deploy_mode,
            "--name", args.name or f"prospects-{args.job}", "--jars", ",".join(jars), "--py-files", str(package),
            "--files", ",".join(files)]

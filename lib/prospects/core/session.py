@@ -4,7 +4,8 @@ Under spark-submit (``spark-submit.sh``) the master, memory and jars come from t
 and the cluster; the factory then only adds the Delta SQL settings, :data:`PRODUCT_CONF` and
 ``spark.conf`` from conf.
 Run directly with Python (tests, notebooks, ``python -m``), it sets the master, driver memory, the
-cached Delta jars and the Python of the workers (this interpreter) itself.
+cached Delta jars, the class archive of ``make setup`` (:mod:`prospects.core.class_archive`) and the
+Python of the workers (this interpreter) itself.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 
 from pyspark.sql import SparkSession
 
+from prospects.core.class_archive import java_option
 from prospects.core.config import Config
 from prospects.core.errors import ConfigError
 from prospects.core.jars import session_jars, uses_s3a
@@ -47,6 +49,15 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def with_class_archive(cfg: Config, settings: dict) -> dict:
+    """``settings`` with the driver JVM mapping the class archive of ``make setup``, when there is one."""
+    option = java_option(cfg, cfg.conf_dir.parent)
+    if option is None:
+        return settings
+    own = str(settings.get("spark.driver.extraJavaOptions", ""))
+    return {**settings, "spark.driver.extraJavaOptions": f"{own} {option}".strip()}
+
+
 def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
     """Build (or get) the SparkSession for ``cfg``.
 
@@ -58,6 +69,7 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
         ConfigError: when run locally and the Delta jars were never fetched (``make setup``).
     """
     builder = SparkSession.builder
+    settings = {**DELTA_CONF, **PRODUCT_CONF, **(cfg.get("spark.conf") or {})}
     if not launched_by_spark_submit():  # under spark-submit the application has its name (--name)
         builder = builder.appName(app_name or cfg.get("spark.app_name"))
         jars = session_jars(cfg, cfg.conf_dir.parent)
@@ -73,7 +85,8 @@ def build_session(cfg: Config, app_name: str | None = None) -> SparkSession:
         builder = (builder.master(cfg.get("spark.master"))
                    .config("spark.jars", ",".join(jars))
                    .config("spark.driver.memory", cfg.get("spark.driver_memory")))
-    for key, value in {**DELTA_CONF, **PRODUCT_CONF, **(cfg.get("spark.conf") or {})}.items():
+        settings = with_class_archive(cfg, settings)
+    for key, value in settings.items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
