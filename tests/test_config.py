@@ -286,7 +286,8 @@ def test_the_class_archive_is_named_by_what_made_it_and_off_when_conf_says_so(co
 
 
 @pytest.mark.parametrize("writes, exit_code", [(False, 0), (True, 1), (False, 1)])
-def test_a_class_archive_is_kept_only_when_its_jvm_wrote_it_whole(conf_dir, tmp_path, monkeypatch, writes, exit_code):
+def test_a_class_archive_is_kept_only_when_its_jvm_wrote_it_whole(conf_dir, tmp_path, monkeypatch, capsys,
+                                                                   writes, exit_code):
     # a half-written archive would stop every later JVM from starting: it must never get the final name
     import subprocess
 
@@ -304,6 +305,10 @@ def test_a_class_archive_is_kept_only_when_its_jvm_wrote_it_whole(conf_dir, tmp_
     with pytest.raises(RuntimeError, match=f"no class archive written .*{path.stem}.log"):
         class_archive.build(cfg, tmp_path)
     assert [p.name for p in path.parent.iterdir()] == [f"{path.stem}.log"]   # no archive, no partial file
+    # setup goes on without it (a JVM without class-data sharing), saying so
+    assert class_archive.main(["build", "--conf-dir", str(conf_dir)]) == 0
+    assert "class archive not built, sessions start without it" in capsys.readouterr().err
+    assert not path.exists()
 
 
 def test_a_written_class_archive_gets_its_name(conf_dir, tmp_path, monkeypatch):
