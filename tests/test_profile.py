@@ -275,6 +275,17 @@ def test_profile_column_roles(spark, profiled):
     assert cols["X27"]["distinct"] == 1 and cols["X3"]["distinct"] == 7 and cols["X3"]["distinct_exact"]
     assert cols["X38"]["null_share"] == pytest.approx(cols["X38"]["null_count"] / N_USERS)
     assert cols["X6"]["outliers_high"] > 0 and cols["X6"]["p50"] > 0
+    assert cols["X1"]["outliers_low"] is None and cols["X1"]["outliers_high"] is None   # no histogram
+    columns = tables.read(spark, cfg.table("eda_columns")).columns
+    assert columns[:2] == ["column", "name"] and columns[-3:] == ["outliers_low", "outliers_high", "run_id"]
+
+
+def test_each_eda_table_of_a_run_is_one_file(spark, profiled):
+    cfg, _, _ = profiled
+    keys = [k for k in cfg.get("tables") if k.startswith("eda_")]
+    assert len(keys) == 10
+    for key in keys:
+        assert len(tables.read_run(spark, cfg.table(key), "r1")[0].inputFiles()) == 1, key
 
 
 def _rate(rows, column, pred):

@@ -50,3 +50,15 @@ def test_a_write_that_changes_nothing_commits_nothing_and_reports_no_rows(spark,
     again = tables.replace_partition(empty, path, {"run_id": "a"}, ["run_id"], metrics=True)
     assert again == {"version": None} and tables.rows_written(again) == 0      # no file added or removed
     assert tables.table_version(spark, path) == 0
+
+
+def test_rows_of_the_driver_are_written_as_one_file_per_run(spark, tmp_path):
+    rows = [(f"c{i}", i) for i in range(45)]
+    spread = spark.createDataFrame(rows, "column string, n long").withColumn("run_id", F.lit("a"))
+    tables.replace_partition(spread, str(tmp_path / "spread"), {"run_id": "a"}, ["run_id"])
+    assert len(tables.read(spark, str(tmp_path / "spread")).inputFiles()) > 1   # one per default partition
+    small = tables.small_frame(spark, rows, "column string, n long").withColumn("run_id", F.lit("a"))
+    tables.replace_partition(small, str(tmp_path / "small"), {"run_id": "a"}, ["run_id"])
+    table = tables.read(spark, str(tmp_path / "small"))
+    assert len(table.inputFiles()) == 1
+    assert sorted((r["column"], r["n"]) for r in table.collect()) == sorted(rows)

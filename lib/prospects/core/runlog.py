@@ -45,7 +45,7 @@ def write(spark: SparkSession, cfg: Config, job: str, started: dt.datetime, summ
            "ok" if summary.get("reconciled", True) else "not_reconciled",
            summary.get("rows_read"), summary.get("rows_accepted"), summary.get("rows_quarantined"),
            summary.get("reconciled"), json.dumps(summary, default=str, sort_keys=True))
-    tables.append(spark.createDataFrame([row], SCHEMA), cfg.table("run_log"), metrics=False)
+    tables.append(tables.small_frame(spark, [row], SCHEMA), cfg.table("run_log"), metrics=False)
 
 
 def logged(job: str) -> Callable:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,17 @@ def predicate(where: Mapping[str, Any]) -> str:
     """``{"run_id": "r1", "region": ["A", "B"]}`` -> ``run_id = 'r1' AND region IN ('A', 'B')``."""
     return " AND ".join(f"`{k}` IN ({', '.join(sql_literal(x) for x in v)})" if isinstance(v, (list, tuple))
                         else f"`{k}` = {sql_literal(v)}" for k, v in where.items())
+
+
+def small_frame(spark: SparkSession, rows: Iterable, schema: StructType | str) -> DataFrame:
+    """Rows held by the driver (a summary, a registry row, a curve's points) as a DataFrame of one
+    partition.
+
+    ``createDataFrame`` spreads a list over ``spark.default.parallelism`` partitions, so a table of a
+    few rows would get that many files per run, each written by its own task; in one partition it
+    gets one file and one task, and its readers open one file per run.
+    """
+    return spark.createDataFrame(list(rows), schema).coalesce(1)
 
 
 def is_delta(spark: SparkSession, path: str) -> bool:

@@ -197,7 +197,7 @@ def write_rows(spark: SparkSession, cfg: Config, rows: list[dict]) -> None:
     chosen = [r for r in rows if r["is_chosen"]]
     if len(chosen) != 1:
         raise ValueError(f"exactly one registry row per run must be chosen, got {len(chosen)}")
-    df = spark.createDataFrame([tuple(r.get(f.name) for f in SCHEMA.fields) for r in rows], SCHEMA)
+    df = tables.small_frame(spark, [tuple(r.get(f.name) for f in SCHEMA.fields) for r in rows], SCHEMA)
     tables.write_run(df, cfg, "model_registry")
 
 

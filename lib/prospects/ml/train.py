@@ -584,7 +584,7 @@ def _write_metrics(spark: SparkSession, cfg: Config, version: str, candidates: l
                            T.StructField("metric", T.StringType()), T.StructField("value", T.DoubleType()),
                            T.StructField("params", T.StringType())])
     meta = [F.lit(cfg.run_id).alias("run_id"), F.lit(version).alias("version"), F.lit(cfg.use_case).alias("use_case")]
-    metrics_df = spark.createDataFrame(rows, schema).select(*meta, "*")
+    metrics_df = tables.small_frame(spark, rows, schema).select(*meta, "*")
     points = []
     evals = {c.model_type: results[c.model_type] for c in candidates}
     if oracle_eval is not None:
@@ -595,7 +595,7 @@ def _write_metrics(spark: SparkSession, cfg: Config, version: str, candidates: l
     cschema = T.StructType([T.StructField("model_type", T.StringType()), T.StructField("curve", T.StringType()),
                             T.StructField("point", T.IntegerType()), T.StructField("x", T.DoubleType()),
                             T.StructField("y", T.DoubleType()), T.StructField("threshold", T.DoubleType())])
-    curves_df = spark.createDataFrame(points, cschema).select(*meta, "*")
+    curves_df = tables.small_frame(spark, points, cschema).select(*meta, "*")
     tables.write_run(metrics_df, cfg, "model_metrics")
     tables.write_run(curves_df, cfg, "model_curves")
 

@@ -660,9 +660,9 @@ PATTERNS_SCHEMA = T.StructType([
     T.StructField("missing_count", T.IntegerType()), T.StructField("users", T.LongType()),
     T.StructField("share", T.DoubleType()), T.StructField("switchers", T.LongType()),
     T.StructField("switch_rate", T.DoubleType())])
-OUTLIERS_SCHEMA = T.StructType([T.StructField("column", T.StringType()),
-                                T.StructField("outliers_low", T.LongType()),
-                                T.StructField("outliers_high", T.LongType())])
+# eda_columns: a column's statistics and, for the histogram columns, its outliers (else null)
+EDA_COLUMNS_SCHEMA = T.StructType([*COLUMNS_SCHEMA.fields, T.StructField("outliers_low", T.LongType()),
+                                   T.StructField("outliers_high", T.LongType())])
 
 
 def profile_input(cfg: Config, df: DataFrame, bronze_run: str) -> tuple[DataFrame, int]:
@@ -795,19 +795,20 @@ def profile_passes(cfg: Config, df: DataFrame, users: int, bronze_run: str, watc
 def output_frames(spark: SparkSession, prof: Profile, dictionary: ColumnDictionary) -> dict[str, DataFrame]:
     """The eda_* tables of a profile, from its collected rows (writing the lazy frames would run
     their passes again)."""
-    outliers = spark.createDataFrame([(c, *prof.outliers.get(c, (None, None))) for c in prof.features],
-                                     OUTLIERS_SCHEMA)
-    return {
-        "eda_columns": spark.createDataFrame(prof.col_rows, COLUMNS_SCHEMA).join(outliers, "column", "left"),
-        "eda_missing_groups": spark.createDataFrame(_group_rows(prof.groups, prof.per_group), GROUPS_SCHEMA),
-        "eda_missing_patterns": spark.createDataFrame(prof.pattern_rows, PATTERNS_SCHEMA),
-        "eda_missing_blocks": spark.createDataFrame(_block_rows(prof.blocks, prof.users, dictionary), BLOCKS_SCHEMA),
-        "eda_co_missing": spark.createDataFrame(prof.co_rows, CO_MISSING_SCHEMA),
-        "eda_categorical": spark.createDataFrame(prof.cat_rows, prof.schemas["eda_categorical"]),
-        "eda_curves": spark.createDataFrame(prof.curve_rows, prof.schemas["eda_curves"]),
-        "eda_histograms": spark.createDataFrame(prof.hist_rows, prof.schemas["eda_histograms"]),
-        "eda_correlation": spark.createDataFrame(prof.corr_rows, CORR_SCHEMA),
-        "eda_corr_pairs": spark.createDataFrame(prof.pair_rows, PAIRS_SCHEMA)}
+    columns = [{**r, **dict(zip(("outliers_low", "outliers_high"), prof.outliers.get(r["column"], (None, None))))}
+               for r in prof.col_rows]
+    frames = {
+        "eda_columns": (columns, EDA_COLUMNS_SCHEMA),
+        "eda_missing_groups": (_group_rows(prof.groups, prof.per_group), GROUPS_SCHEMA),
+        "eda_missing_patterns": (prof.pattern_rows, PATTERNS_SCHEMA),
+        "eda_missing_blocks": (_block_rows(prof.blocks, prof.users, dictionary), BLOCKS_SCHEMA),
+        "eda_co_missing": (prof.co_rows, CO_MISSING_SCHEMA),
+        "eda_categorical": (prof.cat_rows, prof.schemas["eda_categorical"]),
+        "eda_curves": (prof.curve_rows, prof.schemas["eda_curves"]),
+        "eda_histograms": (prof.hist_rows, prof.schemas["eda_histograms"]),
+        "eda_correlation": (prof.corr_rows, CORR_SCHEMA),
+        "eda_corr_pairs": (prof.pair_rows, PAIRS_SCHEMA)}
+    return {key: tables.small_frame(spark, rows, schema) for key, (rows, schema) in frames.items()}
 
 
 @runlog.logged("profile")

@@ -211,9 +211,10 @@ def run(cfg: Config, spark: SparkSession) -> dict:
     version = scores.select("model_version").first()["model_version"]
     meta = [F.lit(cfg.run_id).alias("run_id"), F.lit(run_id).alias("scores_run_id"),
             F.lit(version).alias("model_version")]
-    tables.write_run(spark.createDataFrame(metrics, METRICS_SCHEMA).select(*meta, "*"), cfg, "gold_evaluation")
+    tables.write_run(tables.small_frame(spark, metrics, METRICS_SCHEMA).select(*meta, "*"), cfg, "gold_evaluation")
     cal_rows = [tuple(r[f.name] for f in CALIBRATION_SCHEMA.fields) for r in cal]
-    tables.write_run(spark.createDataFrame(cal_rows, CALIBRATION_SCHEMA).select(*meta, "*"), cfg, "gold_calibration")
+    tables.write_run(tables.small_frame(spark, cal_rows, CALIBRATION_SCHEMA).select(*meta, "*"), cfg,
+                     "gold_calibration")
     figure = plot(cal, join_path(cfg.path("reports"), cfg.run_id, "evaluate", "evaluation.png"), spark,
                   f"Model {version} on the outcomes of scoring run {run_id}")
     table = {(r, m): v for r, m, v in metrics}

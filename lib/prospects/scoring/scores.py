@@ -370,7 +370,7 @@ def empty_summary(spark: SparkSession, run_id: str, regions: Iterable[str], thre
     schema = ("run_id string, region string, users long, prospects long, prospect_share double, "
               "mean_probability double, expected_switchers double, high long, medium long, low long, "
               "threshold double, model_version string, scored_at timestamp")
-    return spark.createDataFrame(rows, schema)
+    return tables.small_frame(spark, rows, schema)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -467,7 +467,7 @@ def _drift_output(spark: SparkSession, cfg: Config, regions: DataFrame | None, s
         out["drift_warnings"] = [f"{r['region']}:{r['feature']}={r['psi']:.3f}" for r in warnings]
         schema = ("region string, feature string, feature_name string, kind string, bins int, psi double, "
                   "level string, training string")
-        df = spark.createDataFrame([tuple(r[k] for k in ("region", "feature", "feature_name", "kind", "bins", "psi",
+        df = tables.small_frame(spark, [tuple(r[k] for k in ("region", "feature", "feature_name", "kind", "bins", "psi",
                                                           "level", "training")) for r in drift_rows], schema)
         tables.write_run(df, cfg, "gold_drift")
     else:

@@ -140,7 +140,7 @@ def analyze(outcomes: DataFrame, arm_col: str, retained_col: str, control: str =
         rows.append((arm, False, n_t, x_t, s["rate_t"], s["rate_c"], s["lift_abs"], s["lift_rel"], s["z"],
                      s["p_value"], s["ci_low"], s["ci_high"], float(alpha),
                      None if s["p_value"] is None else bool(s["p_value"] < alpha)))
-    return outcomes.sparkSession.createDataFrame(rows, RESULT_SCHEMA)
+    return tables.small_frame(outcomes.sparkSession, rows, RESULT_SCHEMA)
 
 
 def simulate_outcomes(assignments: DataFrame, id_col: str, rates: Mapping[str, float], seed: int) -> DataFrame:

@@ -345,7 +345,7 @@ def global_drivers(df: DataFrame, columns: ColumnDictionary, features: Sequence[
               "importance_source string, rank int, effect double, direction string, high_risk_value string, "
               "rate_high_risk double, low_risk_value string, rate_low_risk double")
     order = [f.split()[0] for f in schema.split(", ")]
-    return df.sparkSession.createDataFrame([tuple(r.get(k) for k in order) for r in rows], schema)
+    return tables.small_frame(df.sparkSession, [tuple(r.get(k) for k in order) for r in rows], schema)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -698,10 +698,10 @@ def segment_customers(df: DataFrame, id_col: str, columns: ColumnDictionary, fea
     for i, (name, score) in enumerate(name_segments([r[9] for r in rows], archetypes or {})):
         rows[i][1], rows[i][6] = name, score
     spark = df.sparkSession
-    profiles = spark.createDataFrame([tuple(r) for r in rows], (
+    profiles = tables.small_frame(spark, [tuple(r) for r in rows], (
         "segment int, segment_name string, customers long, share double, churn_rate double, "
         "mean_probability double, archetype_score double, traits string, profile map<string,double>, "
-        "z map<string,double>")).orderBy("segment")
+        "z map<string,double>")).sortWithinPartitions("segment")   # one partition: the whole order
     names = F.create_map(*[x for r in rows for x in (F.lit(r[0]), F.lit(r[1]))])
     assignments = clustered.select(id_col, F.col("segment").cast("int").alias("segment"),
                                    names[F.col("segment").cast("int")].alias("segment_name"))
