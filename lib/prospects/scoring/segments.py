@@ -468,7 +468,7 @@ def _drift_output(spark: SparkSession, cfg: Config, regions: DataFrame | None, s
         schema = ("region string, feature string, feature_name string, kind string, bins int, psi double, "
                   "level string, training string")
         df = tables.small_frame(spark, [tuple(r[k] for k in ("region", "feature", "feature_name", "kind", "bins", "psi",
-                                                          "level", "training")) for r in drift_rows], schema)
+                                                             "level", "training")) for r in drift_rows], schema)
         tables.write_run(df, cfg, "gold_drift")
     else:
         reason = train_what if reference is None else "nothing scored"
