@@ -9,6 +9,7 @@ import pytest
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.functions import vector_to_array
+from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -33,6 +34,35 @@ def test_monthly_means_ignore_missing_months_and_round_trip(spark, tmp_path):
     loaded = fe.MonthlyMeans.load(str(tmp_path / "mm"))
     assert loaded.getGroups() == {"m": ["a", "b", "c"]} and loaded.getDropInputs() is True
     assert _rows(loaded.transform(df)) == _rows(out)
+
+
+def _jobs_of(spark, name, action):
+    sc = spark.sparkContext
+    sc.setJobGroup(name, name)
+    try:
+        out = action()
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    return out, len(sc.statusTracker().getJobIdsForGroup(name))
+
+
+def test_custom_stages_persist_as_pyspark_ml_metadata_without_a_spark_job(spark, tmp_path):
+    stage = fe.MonthlyMeans(groups={"m": ["a", "b", "c"]}, dropInputs=False)
+    path = str(tmp_path / "mm")
+    _, save_jobs = _jobs_of(spark, "fileparams-save", lambda: stage.save(path))
+    loaded, load_jobs = _jobs_of(spark, "fileparams-load", lambda: fe.MonthlyMeans.load(path))
+    assert (save_jobs, load_jobs) == (0, 0)
+    assert [p.name for p in (tmp_path / "mm" / "metadata").iterdir()] == ["part-00000"]
+    assert loaded.uid == stage.uid and loaded.getGroups() == {"m": ["a", "b", "c"]} and not loaded.getDropInputs()
+    # the layout stays pyspark.ml's: its own reader loads these stages, and ours loads its writer's
+    stock = DefaultParamsReader(fe.MonthlyMeans).load(path)
+    assert stock.uid == stage.uid and stock.getGroups() == stage.getGroups()
+    DefaultParamsWriter(stage).save(str(tmp_path / "stock"))
+    assert fe.MonthlyMeans.load(str(tmp_path / "stock")).getGroups() == stage.getGroups()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        stage.save(path)
+    fe.MonthlyMeans(groups={"n": ["a"]}).write().overwrite().save(path)
+    assert fe.MonthlyMeans.load(path).getGroups() == {"n": ["a"]}
 
 
 def test_monthly_means_missing_input_is_a_clear_error(spark):

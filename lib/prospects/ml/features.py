@@ -5,11 +5,11 @@ bounds) is a Spark ML stage fitted on the training split only and saved inside t
 ``PipelineModel``, so that scoring applies exactly what training learned.
 
 Custom stages follow pyspark.ml's own pattern (a Params mixin, ``@keyword_only`` constructor with
-no required argument, ``DefaultParamsReadable``/``DefaultParamsWritable``); a fitted model keeps
-its learned state in Params (lists, or JSON strings for mappings) so ``DefaultParamsWriter``
-persists it. Spark's built-ins are used where they fit: ``StringIndexer`` (text categories,
-``handleInvalid="keep"``: an unseen value gets its own index instead of failing),
-``VectorAssembler``, ``VectorSlicer`` and ``MinMaxScaler``. Custom stages cover what Spark lacks:
+no required argument); a fitted model keeps its learned state in Params (lists, or JSON strings for
+mappings), which :class:`prospects.ml.persistence.FileParams` saves as pyspark.ml's own metadata
+file, without a Spark job per stage. Spark's built-ins are used where they fit: ``StringIndexer``
+(text categories, ``handleInvalid="keep"``: an unseen value gets its own index instead of
+failing), ``VectorAssembler``, ``VectorSlicer`` and ``MinMaxScaler``. Custom stages cover what Spark lacks:
 
 * :class:`MonthlyMeans` - replaces each three-month group of columns by its mean;
 * :class:`RuleImputer` - per-column rules from the column dictionary (mode for categories, text
@@ -38,13 +38,13 @@ from pyspark.ml.feature import MinMaxScaler, StringIndexer, VectorAssembler, Vec
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasInputCols, HasOutputCol
 from pyspark.ml.stat import Correlation
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from prospects.core.config import Config
 from prospects.core.dictionary import ColumnDictionary
+from prospects.ml.persistence import FileParams
 from prospects.profile.correlation import choose_drops, high_pairs, mean_abs_correlation
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class _MonthlyMeansParams(Params):
         return self.getOrDefault(self.dropInputs)
 
 
-class MonthlyMeans(Transformer, _MonthlyMeansParams, DefaultParamsReadable, DefaultParamsWritable):
+class MonthlyMeans(Transformer, _MonthlyMeansParams, FileParams):
     """Replace each group of monthly columns by the mean of its non-missing values.
 
     Input columns: every column named in ``groups``. Output: one double column per group (null
@@ -147,7 +147,7 @@ class _RuleImputerParams(Params):
         return json.loads(self.getOrDefault(self.rules))
 
 
-class RuleImputer(Estimator, _RuleImputerParams, DefaultParamsReadable, DefaultParamsWritable):
+class RuleImputer(Estimator, _RuleImputerParams, FileParams):
     """Learn one fill value per column by its rule, in one aggregation pass over the data.
 
     Rules: ``mode`` (most frequent value; text columns too), ``median`` (approximate, relative
@@ -217,7 +217,7 @@ class RuleImputer(Estimator, _RuleImputerParams, DefaultParamsReadable, DefaultP
         return self._copyValues(RuleImputerModel(surrogates=json.dumps(surrogates, sort_keys=True)))
 
 
-class RuleImputerModel(Model, _RuleImputerParams, DefaultParamsReadable, DefaultParamsWritable):
+class RuleImputerModel(Model, _RuleImputerParams, FileParams):
     """Fill missing values with the learned ``surrogates`` (JSON: column -> value), cast to each
     column's type. Input and output columns: those of ``surrogates``, replaced in place."""
 
@@ -260,7 +260,7 @@ class _DropSparseRowsParams(HasInputCols):
         self._setDefault(maxMissing=-1, onlyWithCol="")
 
 
-class DropSparseRows(Transformer, _DropSparseRowsParams, DefaultParamsReadable, DefaultParamsWritable):
+class DropSparseRows(Transformer, _DropSparseRowsParams, FileParams):
     """Drop the rows with more than ``maxMissing`` missing values among ``inputCols``.
 
     With ``onlyWithCol`` set to the label column, the filter applies to labelled data only:
@@ -304,7 +304,7 @@ class _CorrelationFilterParams(HasInputCol, HasOutputCol):
         self._setDefault(threshold=0.9, method="pearson", inputNames=[])
 
 
-class CorrelationFilter(Estimator, _CorrelationFilterParams, DefaultParamsReadable, DefaultParamsWritable):
+class CorrelationFilter(Estimator, _CorrelationFilterParams, FileParams):
     """Learn which slots of the input vector to drop so no kept pair has |r| > ``threshold``.
 
     The correlation matrix is computed in Spark (``pyspark.ml.stat.Correlation``); only the
@@ -350,7 +350,7 @@ class CorrelationFilter(Estimator, _CorrelationFilterParams, DefaultParamsReadab
         return self._copyValues(model)
 
 
-class CorrelationFilterModel(Model, _CorrelationFilterParams, DefaultParamsReadable, DefaultParamsWritable):
+class CorrelationFilterModel(Model, _CorrelationFilterParams, FileParams):
     """Keep the learned slots (``keptIndices``) of ``inputCol`` in ``outputCol`` (Spark's
     ``VectorSlicer``: no Python on the rows). ``droppedNames`` and ``pairs`` (JSON list of
     ``[a, b, r, drop, reason]`` per pair above the threshold) document what was learned."""
@@ -550,7 +550,7 @@ def positive_probability(df: DataFrame, col: str = "probability") -> Column:
     return F.col(col).cast("double")
 
 
-class PriorCorrection(Transformer, DefaultParamsReadable, DefaultParamsWritable):
+class PriorCorrection(Transformer, FileParams):
     """Map a probability learnt with class weights back to the population's scale.
 
     A model fitted with weight ``w1`` on positives and ``w0`` on negatives estimates
@@ -589,7 +589,7 @@ class PriorCorrection(Transformer, DefaultParamsReadable, DefaultParamsWritable)
         return dataset.withColumn(col, array_to_vector(F.array(F.lit(1.0) - p, p)))
 
 
-class Decision(Transformer, DefaultParamsReadable, DefaultParamsWritable):
+class Decision(Transformer, FileParams):
     """``prediction = 1.0`` when the positive-class probability is above the model's threshold.
 
     The last stage of every saved model, after the classifier (and the prior correction): the
