@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from pyspark.sql import DataFrameWriter
 from pyspark.sql import functions as F
 
-from prospects.core import tables
+from prospects.core import runlog, tables
 
 
 def run_rows(spark, run_id: str, n: int):
@@ -62,3 +63,18 @@ def test_rows_of_the_driver_are_written_as_one_file_per_run(spark, tmp_path):
     table = tables.read(spark, str(tmp_path / "small"))
     assert len(table.inputFiles()) == 1
     assert sorted((r["column"], r["n"]) for r in table.collect()) == sorted(rows)
+
+
+def test_the_run_read_without_a_run_log_is_the_greatest_and_an_empty_table_is_an_error(spark, make_cfg, tmp_path):
+    cfg = make_cfg(overrides=["run.id=2026-12-01"])
+    path = str(tmp_path / "by_hand")
+    for run in ("2026-10-01", "2026-11-01"):
+        tables.replace_partition(run_rows(spark, run, 3 if run < "2026-11" else 5), path, {"run_id": run}, ["run_id"])
+    rows, run = runlog.read_latest(spark, cfg, path, "ingest")       # no run log at all: the greatest run id
+    assert run == "2026-11-01" and rows.count() == 5
+    rows, run = runlog.read_latest(spark, cfg, path, "ingest", prefer="2026-10-01")
+    assert run == "2026-10-01" and rows.count() == 3
+    empty = str(tmp_path / "empty")
+    tables.replace_partition(run_rows(spark, "x", 0), empty, {"run_id": "x"}, ["run_id"])
+    with pytest.raises(ValueError, match="holds no run yet"):
+        runlog.read_latest(spark, cfg, empty, "ingest")

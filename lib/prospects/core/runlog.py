@@ -83,13 +83,20 @@ def read_latest(spark: SparkSession, cfg: Config, path: str, job: str, log_path:
         ValueError: the table holds no run.
     """
     df = tables.read(spark, path)
-    runs = {r["run_id"] for r in df.select("run_id").distinct().collect()}
-    if not runs:
-        raise ValueError(f"{path} holds no run yet")
     prefer = prefer or cfg.run_id
-    run = prefer if prefer in runs else None
-    run = run or next((r for r in latest_run(spark, cfg, job, log_path) if r in runs), None)
+    if _holds(df, prefer):
+        return df.where(F.col("run_id") == prefer), prefer
+    run = next((r for r in latest_run(spark, cfg, job, log_path) if _holds(df, r)), None)
     if run is None:  # a table written without a run log (by hand, or by another tool)
+        runs = [r["run_id"] for r in df.select("run_id").distinct().collect()]
+        if not runs:
+            raise ValueError(f"{path} holds no run yet")
         run = max(runs)
         log.warning("%s: no run of job %s in the run log: reading the greatest run id, %s", path, job, run)
     return df.where(F.col("run_id") == run), run
+
+
+def _holds(df: DataFrame, run: str) -> bool:
+    """Whether the table has rows of ``run``: a job on that run's partition only, where listing every
+    run the table holds would read a footer of every file of every month."""
+    return not df.where(F.col("run_id") == run).isEmpty()
