@@ -15,6 +15,7 @@ from pyspark.sql import types as T
 
 from prospects.core.errors import ConfigError
 from prospects.ml import features as fe
+from prospects.ml import persistence
 
 NUM = T.StructType([T.StructField("id", T.LongType()), T.StructField("a", T.DoubleType()),
                     T.StructField("b", T.DoubleType()), T.StructField("c", T.DoubleType())])
@@ -63,6 +64,33 @@ def test_custom_stages_persist_as_pyspark_ml_metadata_without_a_spark_job(spark,
         stage.save(path)
     fe.MonthlyMeans(groups={"n": ["a"]}).write().overwrite().save(path)
     assert fe.MonthlyMeans.load(path).getGroups() == {"n": ["a"]}
+
+
+def test_models_are_saved_and_loaded_in_pyspark_ml_layout_with_fewer_jobs(spark, tmp_path):
+    df = spark.createDataFrame([(1, 1.0, 2.0, 0.6), (2, 3.0, 4.0, 0.1)], NUM)
+    model = Pipeline(stages=[fe.MonthlyMeans(groups={"m": ["a", "b"]}, dropInputs=False),
+                             VectorAssembler(inputCols=["m", "c"], outputCol="v"),
+                             fe.Decision(threshold=0.3, probabilityCol="c")]).fit(df)
+    ours, stock = str(tmp_path / "ours"), str(tmp_path / "stock")
+    _, our_save = _jobs_of(spark, "model-save-ours", lambda: persistence.save_model(model, ours))
+    _, stock_save = _jobs_of(spark, "model-save-stock", lambda: model.write().save(stock))
+    loaded, our_load = _jobs_of(spark, "model-load-ours", lambda: persistence.load_model(ours))
+    _, stock_load = _jobs_of(spark, "model-load-stock", lambda: PipelineModel.load(stock))
+    # only the built-in stage's own writer and reader run jobs
+    assert our_save < stock_save and our_load < stock_load, (our_save, stock_save, our_load, stock_load)
+    assert our_save == 1, our_save
+    want = _rows(model.transform(df).drop("v"))
+    assert loaded.uid == model.uid and [s.uid for s in loaded.stages] == [s.uid for s in model.stages]
+    assert _rows(loaded.transform(df).drop("v")) == want == [(1, 1.0, 2.0, 0.6, 1.5, 1.0), (2, 3.0, 4.0, 0.1, 3.5, 0.0)]
+    assert _rows(PipelineModel.load(ours).transform(df).drop("v")) == want     # pyspark reads our layout
+    assert _rows(persistence.load_model(stock).transform(df).drop("v")) == want  # and we read pyspark's
+    persistence.save_model(model, ours)                                           # a save replaces
+    assert _rows(persistence.load_model(ours).transform(df).drop("v")) == want
+    # a pipeline of Spark's stages only is saved by the JVM, as model.write() would
+    java = Pipeline(stages=[VectorAssembler(inputCols=["a", "c"], outputCol="v")]).fit(df)
+    persistence.save_model(java, str(tmp_path / "java"))
+    assert persistence.read_metadata(spark, str(tmp_path / "java"))["class"] == "org.apache.spark.ml.PipelineModel"
+    assert persistence.load_model(str(tmp_path / "java")).transform(df).count() == 2
 
 
 def test_monthly_means_missing_input_is_a_clear_error(spark):

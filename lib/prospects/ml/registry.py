@@ -36,6 +36,7 @@ from pyspark.sql import types as T
 from prospects.core import tables
 from prospects.core.config import Config, join_path
 from prospects.core.errors import RegistryError
+from prospects.ml import persistence
 from prospects.ml.features import Decision
 
 log = logging.getLogger(__name__)
@@ -183,12 +184,6 @@ def model_path(cfg: Config, version: str, model_type: str) -> str:
     return join_path(cfg.path("models"), version, model_type)
 
 
-def save_model(model: PipelineModel, path: str) -> str:
-    """Save (overwrite) a PipelineModel at ``path``."""
-    model.write().overwrite().save(path)
-    return path
-
-
 def write_rows(spark: SparkSession, cfg: Config, rows: list[dict]) -> None:
     """Replace this run's rows of the registry table with ``rows`` (dicts with SCHEMA's fields)."""
     missing = [f.name for f in SCHEMA.fields if not f.nullable and any(r.get(f.name) is None for r in rows)]
@@ -238,7 +233,7 @@ def load(spark: SparkSession, cfg: Config, version: str | None = None,
     if not row["model_path"]:
         raise RegistryError(f"model {row['model_type']} of version {row['version']} was not saved "
                             "(train.save_candidates was false)")
-    model = PipelineModel.load(row["model_path"])
+    model = persistence.load_model(row["model_path"])
     log.info("loaded model %s %s from %s", row["version"], row["model_type"], row["model_path"])
     # the threshold the saved model decides with (its last stage); the registry's copy for models
     # saved without one

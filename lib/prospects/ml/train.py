@@ -41,7 +41,7 @@ from prospects.core import runlog, storage, tables
 from prospects.core.config import Config, join_path
 from prospects.core.errors import TrainingInputError
 from prospects.core.figures import Folder
-from prospects.ml import drift, registry
+from prospects.ml import drift, persistence, registry
 from prospects.ml import evaluation as ev
 from prospects.ml import features as fe
 
@@ -479,7 +479,7 @@ def train(cfg: Config, spark: SparkSession, df: DataFrame, source: dict) -> dict
 
     def save_models() -> tuple[dict[str, str], float]:
         t0 = time.time()
-        paths = {m: registry.save_model(full, registry.model_path(cfg, version, m)) for m, full in to_save.items()}
+        paths = {m: persistence.save_model(full, registry.model_path(cfg, version, m)) for m, full in to_save.items()}
         fit_drift_reference(cfg, df).save(spark, drift.reference_path(cfg, version))
         return paths, round(time.time() - t0, 1)
 

@@ -46,6 +46,7 @@ from prospects.core.config import Config, join_path
 from prospects.core.dictionary import ColumnDictionary
 from prospects.core.figures import Folder, pyplot
 from prospects.ml import features as fe
+from prospects.ml import persistence
 from prospects.ml.evaluation import importances
 from prospects.ml.features import positive_probability
 from prospects.scoring.scores import LOW_TIER, tier_column
@@ -877,7 +878,7 @@ def run_job(cfg: Config, spark: SparkSession, version: str | None = None, model_
     (``version``, default the latest chosen model of the use case), then :func:`run`."""
     from prospects.core.errors import JobError
     if model_path:
-        model = PipelineModel.load(model_path)
+        model = persistence.load_model(model_path)
         source = model_path
     else:
         try:
