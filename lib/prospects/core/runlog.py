@@ -86,7 +86,10 @@ def read_latest(spark: SparkSession, cfg: Config, path: str, job: str, log_path:
     prefer = prefer or cfg.run_id
     if _holds(df, prefer):
         return df.where(F.col("run_id") == prefer), prefer
-    run = next((r for r in latest_run(spark, cfg, job, log_path) if _holds(df, r)), None)
+    logged = latest_run(spark, cfg, job, log_path)
+    held = {r["run_id"] for r in df.where(F.col("run_id").isin(logged)).select("run_id").distinct().collect()
+            } if logged else set()   # the logged runs' partitions only, in one job
+    run = next((r for r in logged if r in held), None)
     if run is None:  # a table written without a run log (by hand, or by another tool)
         runs = [r["run_id"] for r in df.select("run_id").distinct().collect()]
         if not runs:
