@@ -1,21 +1,20 @@
 """The whole product on real distributed storage: HDFS (a MiniDFSCluster) and S3 (moto's server).
 
-Raw files, lakehouse, models and reports are all on the store. On each: the generator writes the
-raw files there; ingest, profile, train, score, evaluate-free report run; then the churn use case
-(on the real Telco sample copied to the store), its A/B test, and the credit use case. Every
-Delta table reads back with Spark and with the Spark-free reader ``deltalake``; every figure and
-report is on the store; a rerun of the same run id is idempotent and a time-travel read returns
-the earlier version. The stores are started by tests/hadoop.py and tests/s3.py; the stages run in
-the tests' own session (jobs through spark-submit are in tests/test_yarn.py).
+Raw files, lakehouse, models and reports are all on the store. On S3 the generator writes the raw
+files there and ingest, profile, train, score and report run in the tests' own session; on HDFS the
+same run is submitted to YARN in cluster mode and checked the same way (tests/test_yarn.py), so it
+is not repeated here. On each store: the churn use case (on the real Telco sample copied to the
+store), its A/B test, and the credit use case. Every Delta table reads back with Spark and with the
+Spark-free reader ``deltalake``; every figure and report is on the store; a rerun of the same run id
+is idempotent and a time-travel read returns the earlier version (tests/stores.py). The stores are
+started by tests/hadoop.py and tests/s3.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import deltalake
 import pytest
-from pyspark.sql import functions as F
 
 from jobs import ab_analyze as ab_analyze_job
 from jobs import ab_assign as ab_assign_job
@@ -29,6 +28,7 @@ from prospects.usecases import credit
 from tests.conftest import ROOT, run_job, tmp_settings
 from tests.hadoop import MiniHadoop
 from tests.s3 import S3Server
+from tests.stores import assert_pipeline_outputs, assert_pngs, assert_rerun_replaced, read_back
 
 pytestmark = pytest.mark.cluster
 
@@ -51,83 +51,52 @@ class Store:
         root = join_path(self.root, name)
         return [f"paths.raw={root}/raw", f"paths.lakehouse={root}/lakehouse"]
 
-    def delta_uri(self, path: str) -> str:
-        return "s3://" + path[len("s3a://"):] if path.startswith("s3a://") else path
+
+@pytest.fixture(scope="module")
+def hdfs(tmp_path_factory):
+    with MiniHadoop(tmp_path_factory.mktemp("hdfs")) as hadoop:
+        yield Store("hdfs", f"{hadoop.fs}/prospects")
 
 
-@pytest.fixture(scope="module", params=["hdfs", "s3"])
-def store(request, spark, tmp_path_factory):
-    base = tmp_path_factory.mktemp(request.param)
-    if request.param == "hdfs":
-        with MiniHadoop(base) as hdfs:
-            yield Store("hdfs", f"{hdfs.fs}/prospects")
-        return
-    with S3Server(base) as s3:
+@pytest.fixture(scope="module")
+def s3(spark, tmp_path_factory):
+    with S3Server(tmp_path_factory.mktemp("s3")) as server:
         conf = spark._jsc.hadoopConfiguration()  # noqa: SLF001 - the test session meets the server at run time
-        for key, value in s3.spark_conf().items():
+        for key, value in server.spark_conf().items():
             conf.set(key[len("spark.hadoop."):], value)
-        yield Store("s3", join_path(s3.create_bucket("prospects"), "data"), s3.delta_options())
+        yield Store("s3", join_path(server.create_bucket("prospects"), "data"), server.delta_options())
+
+
+@pytest.fixture(params=["hdfs", "s3"])
+def store(request):
+    return request.getfixturevalue(request.param)
 
 
 def config(tmp_path, use_case: str, overrides: list[str]):
     return load_config(use_case, extra=tmp_settings(tmp_path), overrides=overrides)
 
 
-def read_back(spark, store: Store, path: str, run_id: str) -> int:
-    """Rows of ``run_id`` in the table at ``path``, read by Spark and by deltalake (they must agree)."""
-    by_spark = tables.read(spark, path).where(F.col("run_id") == run_id).count()
-    table = deltalake.DeltaTable(store.delta_uri(path), storage_options=store.delta_options or None)
-    by_delta_rs = sum(1 for r in table.to_pyarrow_table(columns=["run_id"]).column("run_id").to_pylist()
-                      if r == run_id)
-    assert by_spark == by_delta_rs, path
-    return by_spark
-
-
-def assert_pngs(spark, paths: list[str]) -> None:
-    for path in paths:
-        assert storage.read_head(spark, path, 8) == b"\x89PNG\r\n\x1a\n", path
-
-
-def test_the_whole_pipeline_on_the_store(spark, store, tmp_path):
-    cfg = config(tmp_path, "fiveg", [*SMALL, *store.lake("fiveg"), "run.id=2026-11-01"])
-    if store.kind == "hdfs":   # the HDFS client settings every product session sets are the ones tried here
-        hadoop = spark._jsc.hadoopConfiguration()  # noqa: SLF001 - the session's own Hadoop configuration
-        dfs = {k[len("spark.hadoop."):]: str(v) for k, v in PRODUCT_CONF.items() if ".dfs." in k}
-        assert len(dfs) == 2 and all(hadoop.get(k) == v for k, v in dfs.items()), dfs
+def test_the_whole_pipeline_on_s3(spark, s3, tmp_path):
+    """On S3; the same run on HDFS is submitted to YARN and checked the same way in tests/test_yarn.py."""
+    cfg = config(tmp_path, "fiveg", [*SMALL, *s3.lake("fiveg"), "run.id=2026-11-01"])
     generated = generator.generate(cfg, spark)
     assert generated["files"] and storage.exists(spark, join_path(cfg.path("raw"), "train_set.csv"))
     result = pipeline.run(cfg, spark, ["ingest", "profile", "train", "score", "report"])
     assert result["ingest"]["reconciled"] and result["ingest"]["users"] == 3000
-    written = {key: read_back(spark, store, cfg.table(key), cfg.run_id)
-               for key in ("bronze_users", "bronze_regions", "quarantine", "model_registry", "model_metrics",
-                           "model_curves", "gold_scores", "gold_region_summary", "gold_segments", "gold_actions",
-                           "gold_drift", "eda_columns", "eda_histograms", "eda_correlation")}
-    assert written["bronze_users"] == 3000 and written["gold_scores"] == 1200 and written["quarantine"] == 0
-    assert all(n > 0 for k, n in written.items() if k != "quarantine"), written
-    reports = join_path(cfg.path("reports"), cfg.run_id)
-    files = storage.walk(spark, reports)
-    names = {f[len(reports) + 1:] for f in files}
-    assert {"index.md", "profile/profile.md", "profile/missing_share.png", "train/roc.png", "train/pr.png",
-            "score/regions.png", "score/drift.png"} <= names, names
-    assert_pngs(spark, [f for f in files if f.endswith(".png")])
-    index = storage.read_text(spark, join_path(reports, "index.md"))
-    assert "gold/scores" in index and "| A |" in index
-    registry = tables.read(spark, cfg.table("model_registry")).where(F.col("is_chosen")).first()
-    assert storage.exists(spark, registry["model_path"]) and registry["model_path"].startswith(store.root)
+    assert_pipeline_outputs(spark, cfg, users=3000, scored=1200, delta_options=s3.delta_options)
 
     # a rerun of the same run id replaces its rows; time travel reads the state before it
     before = tables.table_version(spark, cfg.table("gold_scores"))
     pipeline.run(cfg, spark, ["ingest", "score"])
-    assert read_back(spark, store, cfg.table("bronze_users"), cfg.run_id) == 3000
-    assert read_back(spark, store, cfg.table("gold_scores"), cfg.run_id) == 1200
-    assert tables.table_version(spark, cfg.table("gold_scores")) > before
-    old = tables.read(spark, cfg.table("gold_scores"), version=before).where(F.col("run_id") == cfg.run_id)
-    assert old.count() == 1200
-    new = tables.read(spark, cfg.table("gold_scores")).where(F.col("run_id") == cfg.run_id)
-    assert old.select("user_id", "probability").exceptAll(new.select("user_id", "probability")).count() == 0
+    assert read_back(spark, cfg.table("bronze_users"), cfg.run_id, s3.delta_options) == 3000
+    assert_rerun_replaced(spark, cfg, "gold_scores", 1200, before, s3.delta_options)
 
 
 def test_churn_ab_test_and_credit_on_the_store(spark, store, tmp_path):
+    if store.kind == "hdfs":   # the HDFS client settings every product session sets are the ones tried here
+        hadoop = spark._jsc.hadoopConfiguration()  # noqa: SLF001 - the session's own Hadoop configuration
+        dfs = {k[len("spark.hadoop."):]: str(v) for k, v in PRODUCT_CONF.items() if ".dfs." in k}
+        assert len(dfs) == 2 and all(hadoop.get(k) == v for k, v in dfs.items()), dfs
     telco = join_path(store.root, "telco")
     storage.put(spark, str(TELCO), join_path(telco, "raw", "telco_customer_churn.csv"))
     settings = [f"paths.raw={telco}/raw", f"paths.lakehouse={telco}/lakehouse", "run.id=t1",
@@ -144,7 +113,7 @@ def test_churn_ab_test_and_credit_on_the_store(spark, store, tmp_path):
     analysis = run_job(ab_analyze_job, "telco_churn", settings, tmp_path / "analyze.json")
     assert analysis["arms"]
     for key in ("churn_scores", "churn_tiers", "churn_drivers", "churn_segments", "ab_assignments", "ab_results"):
-        assert read_back(spark, store, cfg.table(key), "t1") > 0, key
+        assert read_back(spark, cfg.table(key), "t1", store.delta_options) > 0, key
 
     lakes = {k: join_path(store.root, "credit", k) for k in ("raw", "demand", "risk")}
     common = [*SMALL[:3], "train.model_types=[logistic_regression]", SMALL[4], "score.figures=false",
@@ -158,4 +127,4 @@ def test_churn_ab_test_and_credit_on_the_store(spark, store, tmp_path):
     for run_cfg in (demand, risk):
         pipeline.run(run_cfg, spark, ["ingest", "train", "score"])
     summary = credit.run_targets(demand, spark)
-    assert read_back(spark, store, demand.table("credit_targets"), "t1") > 0 and summary["regions"]
+    assert read_back(spark, demand.table("credit_targets"), "t1", store.delta_options) > 0 and summary["regions"]
