@@ -30,6 +30,16 @@ def clean_raw(spark, tmp_path_factory):
     return root / "raw"
 
 
+@pytest.fixture(scope="module")
+def clean_run(spark, clean_raw):
+    """The clean files ingested once (run ``r1``), for the tests that read a clean run and change nothing."""
+    from prospects.core.config import load_config
+    from tests.conftest import tmp_settings
+
+    cfg = load_config(overrides=["run.id=r1"], extra=tmp_settings(clean_raw.parent))
+    return cfg, ingest.run(cfg, spark)
+
+
 @pytest.fixture
 def raw(clean_raw, tmp_path):
     out = tmp_path / "raw"
@@ -49,9 +59,8 @@ def quarantine(spark, cfg):
     return tables.read(spark, cfg.table("quarantine")).where(F.col("run_id") == cfg.run_id)
 
 
-def test_clean_files_are_ingested_whole(spark, make_cfg, raw):
-    cfg = make_cfg(overrides=["run.id=r1"])
-    summary = ingest.run(cfg, spark)
+def test_clean_files_are_ingested_whole(spark, clean_run, clean_raw):
+    cfg, summary = clean_run
     assert summary["reconciled"] and summary["rows_quarantined"] == 0
     assert (summary["users"], summary["region_users"], summary["regions"]) == (80, 50, ["A", "B"])
     users = tables.read(spark, cfg.table("bronze_users"))
@@ -64,7 +73,7 @@ def test_clean_files_are_ingested_whole(spark, make_cfg, raw):
         "A": 20, "B": 30}
     assert "label" not in regions.columns
     # the raw values survive typing: the first user's line, field by field
-    first = lines(raw / "train_set.csv")[1].split(",")
+    first = lines(clean_raw / "train_set.csv")[1].split(",")
     row = users.where("user_id = 1").first()
     assert row["X1"] == first[2] and row["X2"] == int(first[3]) and row["X5"] == first[6]
     assert row["X6"] == pytest.approx(float(first[7]))
@@ -208,15 +217,6 @@ def test_unusable_input_stops_and_writes_nothing(spark, make_cfg, raw, tmp_path,
     assert not (tmp_path / "lakehouse").exists()
 
 
-def test_parquet_input(spark, make_cfg, tmp_path):
-    cfg = make_cfg(overrides=["dataset.format=parquet", "generator.n_train=60", "generator.regions={A: 15}",
-                              "run.id=pq"])
-    generator.generate(cfg, spark)
-    summary = ingest.run(cfg, spark)
-    assert (summary["users"], summary["region_users"], summary["rows_quarantined"]) == (60, 15, 0)
-    assert "product_no" not in tables.read(spark, cfg.table("bronze_users")).columns
-
-
 def test_parquet_bad_rows_are_quarantined_with_a_raw_line(spark, make_cfg, tmp_path):
     """The Parquet path (typed columns, no text parse) gives the CSV path's reasons."""
     cfg = make_cfg(overrides=["dataset.format=parquet", "generator.n_train=40", "generator.regions={A: 10}",
@@ -251,16 +251,18 @@ def test_parquet_bad_rows_are_quarantined_with_a_raw_line(spark, make_cfg, tmp_p
     assert 3 in ids and not ids & {1, 2, 4, 5}
 
 
-def test_bronze_files_have_row_groups_of_the_configured_size(spark, make_cfg, tmp_path):
-    """``ingest.row_group_mb`` sets the bronze files' Parquet row groups (so later stages read a file
-    with several tasks); the session's own setting is back afterwards."""
+def test_parquet_input_and_bronze_files_with_row_groups_of_the_configured_size(spark, make_cfg, tmp_path):
+    """Parquet input is ingested whole. ``ingest.row_group_mb`` sets the bronze files' Parquet row
+    groups (so later stages read a file with several tasks); the session's own setting is back afterwards."""
     import pyarrow.parquet as pq
 
     cfg = make_cfg(overrides=["dataset.format=parquet", "generator.n_train=3000", "generator.regions={A: 10}",
                               "run.id=rg", "ingest.row_group_mb=0.01"])
     generator.generate(cfg, spark)
     spark.conf.unset("parquet.block.size")
-    ingest.run(cfg, spark)
+    summary = ingest.run(cfg, spark)
+    assert (summary["users"], summary["region_users"], summary["rows_quarantined"]) == (3000, 10, 0)
+    assert "product_no" not in tables.read(spark, cfg.table("bronze_users")).columns
     files = list(Path(cfg.table("bronze_users")).rglob("*.parquet"))
     groups = sum(pq.ParquetFile(f).num_row_groups for f in files)
     assert groups > 2 * len(files)
@@ -279,11 +281,11 @@ def bronze_rows(spark, cfg, key: str) -> list[dict]:
     return sorted((r.asDict() for r in df.collect()), key=lambda r: str(r.get("user_id")))
 
 
-def test_a_gbk_file_round_trips_exactly_and_the_dictionary_labels_apply(spark, make_cfg, raw, tmp_path):
-    utf8 = make_cfg(overrides=["run.id=utf8"])
-    ingest.run(utf8, spark)
+def test_a_gbk_file_round_trips_exactly_and_the_dictionary_labels_apply(spark, make_cfg, clean_run, clean_raw,
+                                                                        tmp_path):
+    utf8 = clean_run[0]
     gbk_raw = tmp_path / "gbk_raw"
-    shutil.copytree(raw, gbk_raw)
+    shutil.copytree(clean_raw, gbk_raw)
     for f in gbk_raw.glob("*.csv"):
         recode(f, "gbk")
     assert "先生".encode("gbk") in (gbk_raw / "train_set.csv").read_bytes()
@@ -423,11 +425,10 @@ def test_value_rules_set_missing_or_quarantine_and_are_counted_per_file_and_colu
     assert ages == {ids[0]: None, ids[1]: None}
 
 
-def test_the_fiveg_dictionary_has_plausible_ranges_that_the_generated_files_meet(spark, make_cfg, raw):
-    cfg = make_cfg(overrides=["run.id=ranges"])
+def test_the_fiveg_dictionary_has_plausible_ranges_that_the_generated_files_meet(make_cfg, clean_run):
+    cfg, summary = make_cfg(), clean_run[1]
     ranged = [s.column for s in cfg.columns if s.min is not None or s.max is not None]
     assert {"X2", "X4", "X6", "X9", "X12", "X18", "X21"} <= set(ranged)
-    summary = ingest.run(cfg, spark)
     assert summary["value_rules"] == {} and summary["rows_quarantined"] == 0
 
 
