@@ -46,8 +46,8 @@ N_TRAIN = 3000
 RUN, NEXT = "2026-10-01", "2026-11-01"
 TRAIN_SETTINGS = [
     "--set", "train.model_types=[logistic_regression, decision_tree]",
-    "--set", "train.models.logistic_regression={regParam: [0.0, 0.01], elasticNetParam: [0.0], maxIter: [50]}",
-    "--set", "train.models.decision_tree={maxDepth: [4, 6], minInstancesPerNode: [1], maxBins: [32]}",
+    "--set", "train.models.logistic_regression={regParam: [0.01], elasticNetParam: [0.0], maxIter: [50]}",
+    "--set", "train.models.decision_tree={maxDepth: [5], minInstancesPerNode: [1], maxBins: [32]}",
 ]
 SCORE_SETTINGS = ["--set", "score.figures=false"]
 LOST_EXECUTOR = re.compile(r"lost executor|executor lost|ExecutorLostFailure|removed executor|"
