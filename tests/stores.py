@@ -10,6 +10,7 @@ import deltalake
 from pyspark.sql import functions as F
 
 from prospects.core import storage, tables
+from prospects.core.config import join_path
 
 # the tables a run of ingest, profile, train, score and report writes for the run
 PIPELINE_TABLES = ("bronze_users", "bronze_regions", "quarantine", "model_registry", "model_metrics",
@@ -45,21 +46,21 @@ def assert_pipeline_outputs(spark, cfg, users: int, scored: int, delta_options: 
     written = {key: read_back(spark, cfg.table(key), cfg.run_id, delta_options) for key in PIPELINE_TABLES}
     assert written["bronze_users"] == users and written["gold_scores"] == scored and written["quarantine"] == 0
     assert all(n > 0 for k, n in written.items() if k != "quarantine"), written
-    reports = f"{cfg.path('reports')}/{cfg.run_id}"
+    reports = join_path(cfg.path("reports"), cfg.run_id)
     files = storage.walk(spark, reports)
     names = {f[len(reports) + 1:] for f in files}
     assert PIPELINE_REPORTS <= names, names
     assert_pngs(spark, [f for f in files if f.endswith(".png")])
-    index = storage.read_text(spark, f"{reports}/index.md")
+    index = storage.read_text(spark, join_path(reports, "index.md"))
     assert "gold/scores" in index and "| A |" in index
     registry = tables.read(spark, cfg.table("model_registry")).where(F.col("is_chosen")).first()
     assert storage.exists(spark, registry["model_path"]) and registry["model_path"].startswith(cfg.path("models"))
 
 
-def assert_rerun_replaced(spark, cfg, table: str, rows: int, before: int, delta_options: dict | None = None) -> None:
-    """A rerun of ``cfg``'s run id replaced its rows of ``table``: same count, a new version, and a
-    time-travel read of version ``before`` gives the same rows as now."""
-    path = cfg.table(table)
+def assert_scores_rerun(spark, cfg, rows: int, before: int, delta_options: dict | None = None) -> None:
+    """A rerun of ``cfg``'s run id replaced its scores: same count, a new version of gold_scores, and
+    a time-travel read of version ``before`` gives the same users and probabilities as now."""
+    path = cfg.table("gold_scores")
     assert read_back(spark, path, cfg.run_id, delta_options) == rows
     assert tables.table_version(spark, path) > before
     old = tables.read(spark, path, version=before).where(F.col("run_id") == cfg.run_id)

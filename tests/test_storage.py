@@ -28,7 +28,7 @@ from prospects.usecases import credit
 from tests.conftest import ROOT, run_job, tmp_settings
 from tests.hadoop import MiniHadoop
 from tests.s3 import S3Server
-from tests.stores import assert_pipeline_outputs, assert_pngs, assert_rerun_replaced, read_back
+from tests.stores import assert_pipeline_outputs, assert_pngs, assert_scores_rerun, read_back
 
 pytestmark = pytest.mark.cluster
 
@@ -89,7 +89,7 @@ def test_the_whole_pipeline_on_s3(spark, s3, tmp_path):
     before = tables.table_version(spark, cfg.table("gold_scores"))
     pipeline.run(cfg, spark, ["ingest", "score"])
     assert read_back(spark, cfg.table("bronze_users"), cfg.run_id, s3.delta_options) == 3000
-    assert_rerun_replaced(spark, cfg, "gold_scores", 1200, before, s3.delta_options)
+    assert_scores_rerun(spark, cfg, 1200, before, s3.delta_options)
 
 
 def test_churn_ab_test_and_credit_on_the_store(spark, store, tmp_path):

@@ -26,7 +26,7 @@ from prospects.core.config import join_path, load_config
 from prospects.core.jars import spark_home
 from tests.cluster import PATIENCE, ROOT
 from tests.hadoop import MiniHadoop
-from tests.stores import assert_pipeline_outputs, assert_rerun_replaced, read_back
+from tests.stores import assert_pipeline_outputs, assert_scores_rerun, read_back
 
 pytestmark = pytest.mark.cluster
 
@@ -109,7 +109,7 @@ def test_client_mode_exit_codes_and_one_line_reasons(spark, yarn):
     result = summary_of(done)["result"]
     assert result["ingest"]["users"] == 3000 and result["score"]["users"] == 1000
     assert read_back(spark, cfg.table("bronze_users"), RUN) == 3000
-    assert_rerun_replaced(spark, cfg, "gold_scores", 1000, before)
+    assert_scores_rerun(spark, cfg, 1000, before)
     bronze = tables.table_version(spark, cfg.table("bronze_users"))
     # a job failing in the cluster: exit 1, its one-line reason and summary at the submitter, nothing written
     done = submit(yarn, "cluster", "ingest", "--run-date", RUN, *lake(yarn, "fiveg"),
