@@ -24,6 +24,12 @@ for _key, _value in CREDENTIALS.items():
 
 from prospects.core.config import load_config  # noqa: E402
 
+# The tests' session evaluates expressions interpreted instead of compiling each query to Java
+# (whole-stage code generation and Spark's expression code generators off): on the tests' tens to
+# thousands of rows, compiling a plan of 40-odd columns costs more than running it. Spark's two
+# paths compute the same results (its own test suites run both); the compiled one, the product's
+# default, runs wherever a job starts its own session: `make demo`, `make bench`, the notebooks,
+# and the jobs that `make test-cluster` submits to the standalone cluster and to YARN.
 TEST_SPARK = {
     "master": "local[2]",
     "driver_memory": "4g",
@@ -34,6 +40,8 @@ TEST_SPARK = {
         "spark.sql.session.timeZone": "UTC",
         "spark.databricks.delta.snapshotPartitions": 1,
         "spark.sql.adaptive.enabled": "true",
+        "spark.sql.codegen.wholeStage": "false",
+        "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     },
 }
 
