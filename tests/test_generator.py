@@ -145,6 +145,14 @@ def test_calibration_hits_the_configured_switch_rate(spark):
     intercept = g.calibrate_intercept(spark, 42, 0.30)
     df = g.with_labels(g.users(spark, 50_001, 20_000, 42, 2), 42, intercept)
     assert abs(df.agg(F.avg("probability")).first()[0] - 0.30) < 0.01
+    # asked again in the same process (the next user base of a run): the same intercept, no Spark job
+    sc = spark.sparkContext
+    sc.setJobGroup("calibration-again", "the same calibration asked again")
+    try:
+        assert g.calibrate_intercept(spark, 42, 0.30) == intercept
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    assert list(sc.statusTracker().getJobIdsForGroup("calibration-again")) == []
 
 
 def test_malformed_rate_corrupts_about_that_share(spark, make_cfg, tmp_path):

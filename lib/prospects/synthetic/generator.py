@@ -276,6 +276,11 @@ def users(spark: SparkSession, first_id: int, n: int, seed: int, partitions: int
     return out.withColumn("product_no", product_no(Uniforms(seed, "user_id")))
 
 
+# (seed, target) -> intercept: the calibration is a function of these two alone, so a process that
+# generates several user bases (the benchmark's sizes, the tests) fits it once
+_INTERCEPTS: dict[tuple[int, float], float] = {}
+
+
 def calibrate_intercept(spark: SparkSession, seed: int, target: float) -> float:
     """Intercept giving a mean switch probability of ``target`` on a fixed 20,000-user sample.
 
@@ -285,8 +290,11 @@ def calibrate_intercept(spark: SparkSession, seed: int, target: float) -> float:
     from scipy.optimize import brentq
     from scipy.special import expit
 
-    etas = np.array([r[0] for r in users(spark, 1, CALIBRATION_USERS, seed, 2).select("_eta").collect()])
-    return float(brentq(lambda b: expit(etas + b).mean() - target, -15.0, 15.0, xtol=1e-12))
+    key = (int(seed), float(target))
+    if key not in _INTERCEPTS:
+        etas = np.array([r[0] for r in users(spark, 1, CALIBRATION_USERS, seed, 2).select("_eta").collect()])
+        _INTERCEPTS[key] = float(brentq(lambda b: expit(etas + b).mean() - target, -15.0, 15.0, xtol=1e-12))
+    return _INTERCEPTS[key]
 
 
 def with_labels(df: DataFrame, seed: int, intercept: float) -> DataFrame:
