@@ -337,6 +337,24 @@ def with_field(row: str, index: int, value: str) -> str:
 X5 = 6          # field index of X5 (market segment, text) in the fiveg files
 
 
+def unbalanced_quote_alone(raw: Path) -> int:
+    """Region B's sixth user with a quote that is never closed, and nothing else to read as a
+    multi-line record: parsed as a whole, it would swallow the records after it. Returns its id."""
+    header, *body = lines(raw / "result_predict_B.csv")
+    body[5] = with_field(body[5], X5, '"unbalanced')
+    write(raw / "result_predict_B.csv", [header, *body])
+    return int(body[5].split(",")[0])
+
+
+def assert_b_keeps_its_records(spark, cfg, summary, b_id: int) -> None:
+    """Region B as :func:`unbalanced_quote_alone` left it: 30 read, only the broken record quarantined."""
+    b = next(v for f, v in summary["files"].items() if f.endswith("result_predict_B.csv"))
+    assert (b["read"], b["accepted"], b["quarantined"]) == (30, 29, 1), cfg.get("dataset.multiline")
+    assert "parsed_whole" not in b or cfg.get("dataset.multiline") == "always"
+    q = quarantine(spark, cfg).where(F.col("source_file").endswith("result_predict_B.csv")).collect()
+    assert [(r["id"], r["reason"]) for r in q] == [(str(b_id), "unbalanced_quote")]
+
+
 def test_csv_follows_rfc_4180_and_blank_lines_are_skipped_and_counted(spark, make_cfg, raw):
     header, *body = lines(raw / "result_predict_A.csv")
     ids = [int(r.split(",")[0]) for r in body]
@@ -345,6 +363,7 @@ def test_csv_follows_rfc_4180_and_blank_lines_are_skipped_and_counted(spark, mak
     body[2] = with_field(body[2], X5, '"line one\nline two"')           # a line break inside quotes
     body[3] = with_field(body[3], X5, '"unbalanced')                    # a quote never closed
     write(raw / "result_predict_A.csv", [header, *body, "", "  ", ""])  # blank lines at the end
+    b_id = unbalanced_quote_alone(raw)   # auto mode (the default) decides per file: B stays line by line
     cfg = make_cfg(overrides=["run.id=rfc"])
     summary = ingest.run(cfg, spark)
     a = next(v for f, v in summary["files"].items() if f.endswith("result_predict_A.csv"))
@@ -354,32 +373,33 @@ def test_csv_follows_rfc_4180_and_blank_lines_are_skipped_and_counted(spark, mak
     regions = tables.read(spark, cfg.table("bronze_regions"))
     got = {r["user_id"]: r["X5"] for r in regions.where(F.col("user_id").isin(ids[:4])).collect()}
     assert got == {ids[0]: "集团,用户", ids[1]: 'say "hi"', ids[2]: "line one\nline two"}
-    q = quarantine(spark, cfg).collect()
+    q = quarantine(spark, cfg).where(F.col("source_file").endswith("result_predict_A.csv")).collect()
     assert [(r["id"], r["reason"]) for r in q] == [(str(ids[3]), "unbalanced_quote")]
     assert '"unbalanced' in q[0]["raw_line"] and "***" in q[0]["raw_line"]
+    assert_b_keeps_its_records(spark, cfg, summary, b_id)
+    assert quarantine(spark, cfg).count() == 2            # A's and B's broken records, nothing else
 
 
 def test_an_unbalanced_quote_alone_does_not_swallow_the_next_records(spark, make_cfg, raw):
-    header, *body = lines(raw / "result_predict_B.csv")
-    body[5] = with_field(body[5], X5, '"unbalanced')
-    write(raw / "result_predict_B.csv", [header, *body])
-    for mode in ("auto", "never", "always"):
-        cfg = make_cfg(overrides=[f"run.id={mode}", f"dataset.multiline={mode}"])
-        summary = ingest.run(cfg, spark)
-        b = next(v for f, v in summary["files"].items() if f.endswith("result_predict_B.csv"))
-        assert (b["read"], b["accepted"], b["quarantined"]) == (30, 29, 1), mode
-        assert [r["reason"] for r in quarantine(spark, cfg).collect()] == ["unbalanced_quote"]
+    """Parsed as a whole (``always``), the broken record is split into its lines again. The other
+    modes run on the same damage in the tests around this one: ``auto`` in the RFC 4180 test,
+    ``never`` in the line-break test."""
+    b_id = unbalanced_quote_alone(raw)
+    cfg = make_cfg(overrides=["run.id=always", "dataset.multiline=always"])
+    assert_b_keeps_its_records(spark, cfg, ingest.run(cfg, spark), b_id)
 
 
 def test_records_split_by_a_line_break_are_quarantined_when_read_line_by_line(spark, make_cfg, raw):
     header, *body = lines(raw / "result_predict_A.csv")
     body[2] = with_field(body[2], X5, '"line one\nline two"')
     write(raw / "result_predict_A.csv", [header, *body])
+    b_id = unbalanced_quote_alone(raw)
     cfg = make_cfg(overrides=["run.id=never", "dataset.multiline=never"])
     summary = ingest.run(cfg, spark)
     a = next(v for f, v in summary["files"].items() if f.endswith("result_predict_A.csv"))
     assert (a["read"], a["accepted"], a["quarantined"]) == (21, 19, 2) and summary["reconciled"]
     assert {r["reason"] for r in quarantine(spark, cfg).collect()} == {"unbalanced_quote"}
+    assert_b_keeps_its_records(spark, cfg, summary, b_id)
 
 
 def test_non_finite_numbers_become_missing_and_are_counted(spark, make_cfg, raw):

@@ -19,7 +19,7 @@ from prospects.ml import features as fe
 from prospects.synthetic import generator as g
 from tests.conftest import deep_merge, tmp_settings
 
-N_USERS = 20_000
+N_USERS = 10_000
 SMALL_GRIDS = {
     "save_candidates": False,  # only the chosen model is saved (faster); the default saves all four
     "models": {
