@@ -46,7 +46,7 @@ demo: setup
 	$(PY) -m jobs.pipeline --generate $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not cluster" --durations=15 tests $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not cluster" --durations=15 tests $(ARGS)
 
 # Real clusters and stores started by the tests on 127.0.0.1 (tests/cluster.py, tests/hadoop.py, tests/s3.py)
 test-cluster: setup

@@ -133,6 +133,20 @@ def make_cfg(tmp_path):
     return _make
 
 
+# The modules that run whole stages, the longest first. With `--dist loadfile` and
+# `--no-loadscope-reorder` (the Makefile's `make test`), pytest-xdist hands each worker that falls
+# idle the next module in this order; the longest starting first keeps the two workers ending
+# together, where its default order (by number of tests) can leave one worker alone with the last
+# long module.
+LONGEST_FIRST = ("test_ingest", "test_profile", "test_scoring", "test_train", "test_credit", "test_jobs",
+                 "test_churn", "test_real_files", "test_bench", "test_features", "test_generator")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))   # stable: a module's order stays
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "cluster: runs against a real cluster or store started by the test "
                                        "(Spark standalone, HDFS, YARN, S3): `make test-cluster`")
