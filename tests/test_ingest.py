@@ -225,11 +225,24 @@ def test_unusable_input_stops_and_writes_nothing(spark, make_cfg, raw, tmp_path,
     assert not (tmp_path / "lakehouse").exists()
 
 
-def test_parquet_bad_rows_are_quarantined_with_a_raw_line(spark, make_cfg, tmp_path):
+PARQUET = ["dataset.format=parquet", "generator.n_train=3000", "generator.regions={A: 10}"]
+
+
+@pytest.fixture(scope="module")
+def parquet_raw(spark, tmp_path_factory):
+    """A Parquet delivery: 3,000 training users, region A (10)."""
+    from prospects.core.config import load_config
+    from tests.conftest import tmp_settings
+
+    root = tmp_path_factory.mktemp("raw_parquet")
+    generator.generate(load_config(overrides=PARQUET, extra=tmp_settings(root)), spark)
+    return root / "raw"
+
+
+def test_parquet_bad_rows_are_quarantined_with_a_raw_line(spark, make_cfg, parquet_raw, tmp_path):
     """The Parquet path (typed columns, no text parse) gives the CSV path's reasons."""
-    cfg = make_cfg(overrides=["dataset.format=parquet", "generator.n_train=40", "generator.regions={A: 10}",
-                              "run.id=pqbad"])
-    generator.generate(cfg, spark)
+    shutil.copytree(parquet_raw, tmp_path / "raw")
+    cfg = make_cfg(overrides=[*PARQUET, "run.id=pqbad"])
     raw_dir = Path(cfg.path("raw"))
     train = spark.read.parquet(str(raw_dir / "train_set")).withColumn("X2", F.col("X2").cast("string"))
     train = (train.where(~F.col("user_id").isin(1, 2))
@@ -259,14 +272,14 @@ def test_parquet_bad_rows_are_quarantined_with_a_raw_line(spark, make_cfg, tmp_p
     assert 3 in ids and not ids & {1, 2, 4, 5}
 
 
-def test_parquet_input_and_bronze_files_with_row_groups_of_the_configured_size(spark, make_cfg, tmp_path):
+def test_parquet_input_and_bronze_files_with_row_groups_of_the_configured_size(spark, make_cfg, parquet_raw,
+                                                                                tmp_path):
     """Parquet input is ingested whole. ``ingest.row_group_mb`` sets the bronze files' Parquet row
     groups (so later stages read a file with several tasks); the session's own setting is back afterwards."""
     import pyarrow.parquet as pq
 
-    cfg = make_cfg(overrides=["dataset.format=parquet", "generator.n_train=3000", "generator.regions={A: 10}",
-                              "run.id=rg", "ingest.row_group_mb=0.01"])
-    generator.generate(cfg, spark)
+    shutil.copytree(parquet_raw, tmp_path / "raw")
+    cfg = make_cfg(overrides=[*PARQUET, "run.id=rg", "ingest.row_group_mb=0.01"])
     spark.conf.unset("parquet.block.size")
     summary = ingest.run(cfg, spark)
     assert (summary["users"], summary["region_users"], summary["rows_quarantined"]) == (3000, 10, 0)
