@@ -30,6 +30,8 @@ from prospects.core.config import load_config  # noqa: E402
 # paths compute the same results (its own test suites run both); the compiled one, the product's
 # default, runs wherever a job starts its own session: `make demo`, `make bench`, the notebooks,
 # and the jobs that `make test-cluster` submits to the standalone cluster and to YARN.
+# Its JVM collects garbage with the parallel collector: two test processes share two cores, and G1's
+# concurrent threads took about 4 % more time on the tests' small stages (docs/benchmarks/NOTES.md).
 TEST_SPARK = {
     "master": "local[2]",
     "driver_memory": "4g",
@@ -42,6 +44,7 @@ TEST_SPARK = {
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.codegen.wholeStage": "false",
         "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+        "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
     },
 }
 
