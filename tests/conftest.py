@@ -136,9 +136,9 @@ def make_cfg(tmp_path):
     return _make
 
 
-# The modules that run whole stages, the longest first. With `--dist loadfile` and
-# `--no-loadscope-reorder` (the Makefile's `make test`), pytest-xdist hands each worker that falls
-# idle the next module in this order; the longest starting first keeps the two workers ending
+# The longest test modules, longest first; the others follow in file order. With `--dist loadfile`
+# and `--no-loadscope-reorder` (the Makefile's `make test`), pytest-xdist hands each worker that
+# falls idle the next module in this order; the longest starting first keeps the two workers ending
 # together, where its default order (by number of tests) can leave one worker alone with the last
 # long module.
 LONGEST_FIRST = ("test_ingest", "test_profile", "test_scoring", "test_train", "test_credit", "test_jobs",
